@@ -1,0 +1,55 @@
+from odoo import api, fields, models
+
+
+class AccountMove(models.Model):
+    _inherit = "account.move"
+
+    flex_subscription_id = fields.Many2one(
+        "flex.subscription", string="Subscription", index="btree_not_null", copy=False,
+        readonly=True, check_company=True,
+    )
+    flex_billing_kind = fields.Selection(
+        [("recurring", "Recurring")],
+        string="Subscription Billing",
+        copy=False,
+        readonly=True,
+        help="Recurring: the invoice of one billing period, created by the invoicing cron.",
+    )
+    flex_period_start = fields.Date(string="Service From", copy=False, readonly=True)
+    flex_period_end = fields.Date(string="Service To", copy=False, readonly=True)
+
+    def init(self):
+        super().init()
+        # One recurring invoice per subscription and period, whatever the callers do
+        # (two cron workers, a double click, a retry after a crash): the database says no.
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS account_move_flex_recurring_period_uniq
+                ON account_move (flex_subscription_id, flex_period_start)
+             WHERE flex_billing_kind = 'recurring' AND move_type = 'out_invoice'
+            """
+        )
+
+    def _flex_finalize(self):
+        """Post and send freshly created subscription invoices as their plan says."""
+        to_post = self.filtered(
+            lambda m: m.flex_subscription_id.plan_id.invoicing_mode in ("post", "send")
+        )
+        if to_post:
+            to_post._post(soft=False)
+        to_send = to_post.filtered(lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send")
+        if to_send:
+            # Odoo's own "send" cron renders and mails them in the background, in batches.
+            to_send.sending_data = {
+                "author_user_id": self.env.user.id,
+                "author_partner_id": self.env.user.partner_id.id,
+            }
+            self.env.ref("account.ir_cron_account_move_send")._trigger()
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_flex_rewind(self):
+        """Deleting the last recurring draft of a subscription makes its period due again."""
+        for move in self.filtered(lambda m: m.flex_billing_kind == "recurring"):
+            sub = move.flex_subscription_id
+            if sub and sub.next_period_start == fields.Date.add(move.flex_period_end, days=1):
+                sub.next_period_start = move.flex_period_start

@@ -1,0 +1,12 @@
+from odoo import fields, models
+
+
+class AccountMoveLine(models.Model):
+    _inherit = "account.move.line"
+
+    flex_subscription_line_id = fields.Many2one(
+        "flex.subscription.line", string="Subscription Line", index="btree_not_null",
+        copy=False, readonly=True,
+    )
+    flex_period_start = fields.Date(string="Service From", copy=False)
+    flex_period_end = fields.Date(string="Service To", copy=False)

@@ -1,0 +1,779 @@
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError, ValidationError
+from odoo.tools import format_date, split_every
+
+from ..core import periods as P
+from .flex_plan import PERIOD_UNITS
+
+_logger = logging.getLogger(__name__)
+
+# States in which a subscription is billed (trial: only once its trial is over).
+BILLABLE_STATES = ("trial", "active", "to_close")
+
+
+class FlexSubscription(models.Model):
+    _name = "flex.subscription"
+    _description = "Subscription"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "id desc"
+    _check_company_auto = True
+
+    name = fields.Char(
+        string="Reference", required=True, copy=False, readonly=True, default="/", index="trigram"
+    )
+    partner_id = fields.Many2one(
+        "res.partner", string="Customer", required=True, tracking=True, index=True,
+        check_company=True,
+    )
+    commercial_partner_id = fields.Many2one(
+        related="partner_id.commercial_partner_id", store=True, index=True
+    )
+    company_id = fields.Many2one(
+        "res.company", required=True, index=True, default=lambda self: self.env.company
+    )
+    currency_id = fields.Many2one(
+        "res.currency",
+        required=True,
+        compute="_compute_currency_id",
+        store=True,
+        readonly=False,
+        precompute=True,
+    )
+    plan_id = fields.Many2one(
+        "flex.plan", required=True, tracking=True, check_company=True, index=True
+    )
+    user_id = fields.Many2one(
+        "res.users", string="Salesperson", default=lambda self: self.env.user, tracking=True
+    )
+    state = fields.Selection(
+        [
+            ("draft", "Draft"),
+            ("trial", "Trial"),
+            ("active", "Active"),
+            ("paused", "Paused"),
+            ("to_close", "To Close"),
+            ("closed", "Closed"),
+        ],
+        default="draft",
+        required=True,
+        copy=False,
+        tracking=True,
+        index=True,
+        group_expand="_group_expand_states",
+    )
+    line_ids = fields.One2many("flex.subscription.line", "subscription_id", copy=True)
+    start_date = fields.Date(
+        required=True, default=fields.Date.context_today, tracking=True
+    )
+    trial_end_date = fields.Date(
+        copy=False, readonly=True, help="First day after the trial: the first billed day."
+    )
+    billing_anchor_date = fields.Date(
+        copy=False,
+        readonly=True,
+        help="Start of the first billed period; every period is computed from it.",
+    )
+    next_period_start = fields.Date(
+        copy=False, help="First day of the next period to invoice."
+    )
+    next_invoice_date = fields.Date(
+        compute="_compute_next_invoice_date", store=True, index=True, tracking=True,
+        help="Day the next period becomes due: its first day when invoiced in advance, "
+        "the day after it ends when invoiced in arrears.",
+    )
+    term_end_date = fields.Date(
+        copy=False, readonly=True, tracking=True,
+        help="Fixed-term plans: end of the current term (exclusive).",
+    )
+    end_date = fields.Date(
+        copy=False, readonly=True, tracking=True,
+        help="Day the service ends (exclusive): nothing is invoiced from this day on.",
+    )
+    close_date = fields.Date(copy=False, readonly=True, tracking=True)
+    close_reason_id = fields.Many2one("flex.close.reason", copy=False, tracking=True)
+    close_note = fields.Text(copy=False)
+    pause_date = fields.Date(copy=False, readonly=True)
+    invoicing_error = fields.Text(copy=False, readonly=True)
+    invoicing_error_date = fields.Date(
+        copy=False, readonly=True,
+        help="Day the last invoicing attempt failed; the cron retries on the next day.",
+    )
+    grandfathered = fields.Boolean(
+        tracking=True,
+        help="Keep the current line prices: new price versions of the plan do not apply.",
+    )
+    fiscal_position_id = fields.Many2one(
+        "account.fiscal.position",
+        compute="_compute_fiscal_position_id",
+        store=True,
+        readonly=False,
+        check_company=True,
+    )
+    payment_term_id = fields.Many2one(
+        "account.payment.term",
+        compute="_compute_payment_term_id",
+        store=True,
+        readonly=False,
+        check_company=True,
+    )
+    invoice_ids = fields.One2many("account.move", "flex_subscription_id", string="Invoices")
+    invoice_count = fields.Integer(compute="_compute_invoice_count")
+    recurring_total = fields.Monetary(
+        string="Recurring Amount", compute="_compute_recurring_total", store=True,
+        help="Untaxed amount of one billing period.",
+    )
+    mrr = fields.Monetary(
+        string="MRR", compute="_compute_recurring_total", store=True,
+        help="Monthly recurring revenue: the recurring amount normalised to one month.",
+    )
+    commitment_end_date = fields.Date(compute="_compute_commitment_end_date", store=True)
+    earliest_end_date = fields.Date(
+        compute="_compute_end_rule",
+        help="If a cancellation were requested today, the service would end on this day.",
+    )
+    end_rule = fields.Char(compute="_compute_end_rule", string="Cancellation Rule")
+    billing_period_label = fields.Char(related="plan_id.period_label")
+
+    _sql_constraints = [
+        ("name_company_unique", "UNIQUE(name, company_id)", "Subscription references must be unique."),
+    ]
+
+    # ------------------------------------------------------------------ computes
+
+    @api.model
+    def _group_expand_states(self, states, domain):
+        return [key for key, _label in self._fields["state"].selection]
+
+    @api.depends("company_id")
+    def _compute_currency_id(self):
+        for sub in self:
+            if not sub.currency_id:
+                sub.currency_id = sub.company_id.currency_id or self.env.company.currency_id
+
+    @api.depends("partner_id", "company_id")
+    def _compute_fiscal_position_id(self):
+        for sub in self:
+            if sub.partner_id:
+                sub.fiscal_position_id = (
+                    self.env["account.fiscal.position"]
+                    .with_company(sub.company_id)
+                    ._get_fiscal_position(sub.partner_id)
+                )
+            else:
+                sub.fiscal_position_id = False
+
+    @api.depends("partner_id", "company_id")
+    def _compute_payment_term_id(self):
+        for sub in self:
+            sub.payment_term_id = sub.partner_id.with_company(
+                sub.company_id
+            ).property_payment_term_id
+
+    def _compute_invoice_count(self):
+        counts = dict(
+            self.env["account.move"]._read_group(
+                [("flex_subscription_id", "in", self.ids)], ["flex_subscription_id"], ["__count"]
+            )
+        )
+        for sub in self:
+            sub.invoice_count = counts.get(sub, 0)
+
+    @api.depends(
+        "line_ids.price_subtotal", "plan_id.billing_interval", "plan_id.billing_unit", "state"
+    )
+    def _compute_recurring_total(self):
+        for sub in self:
+            total = sum(sub.line_ids.mapped("price_subtotal"))
+            sub.recurring_total = total
+            running = sub.state in ("trial", "active", "to_close") and sub.plan_id
+            sub.mrr = (
+                sub.currency_id.round(total / sub.plan_id.months_per_period()) if running else 0.0
+            )
+
+    @api.depends("start_date", "plan_id.commitment_length", "plan_id.commitment_unit")
+    def _compute_commitment_end_date(self):
+        for sub in self:
+            plan = sub.plan_id
+            if sub.start_date and plan.commitment_length:
+                sub.commitment_end_date = P.add_interval(
+                    sub.start_date, plan.commitment_length, plan.commitment_unit
+                )
+            else:
+                sub.commitment_end_date = False
+
+    @api.depends(
+        "next_period_start", "billing_anchor_date", "end_date", "state",
+        "plan_id.billing_interval", "plan_id.billing_unit", "plan_id.invoicing_timing",
+    )
+    def _compute_next_invoice_date(self):
+        for sub in self:
+            period = sub._next_period()
+            if not period or sub.state in ("draft", "closed"):
+                sub.next_invoice_date = False
+            else:
+                sub.next_invoice_date = (
+                    period.start if sub.plan_id.invoicing_timing == "advance" else period.end
+                )
+
+    @api.depends_context("flex_today")
+    @api.depends(
+        "start_date", "state", "end_date", "term_end_date", "billing_anchor_date",
+        "plan_id.commitment_length", "plan_id.commitment_unit",
+        "plan_id.notice_length", "plan_id.notice_unit", "plan_id.term_type",
+    )
+    def _compute_end_rule(self):
+        units = dict(PERIOD_UNITS)
+        today = self._today()
+        for sub in self:
+            plan = sub.plan_id
+            parts = []
+            if plan.commitment_length:
+                parts.append(self.env._(
+                    "minimum term %(length)s %(unit)s",
+                    length=plan.commitment_length, unit=units[plan.commitment_unit].lower(),
+                ))
+            if plan.notice_length:
+                parts.append(self.env._(
+                    "notice %(length)s %(unit)s",
+                    length=plan.notice_length, unit=units[plan.notice_unit].lower(),
+                ))
+            if plan.term_type == "fixed":
+                parts.append(self.env._("ends at the end of a term"))
+            else:
+                parts.append(self.env._("ends at the end of a billing period"))
+            sub.end_rule = ", ".join(parts).capitalize() if plan else False
+            if sub.state == "closed" or not plan or not sub.start_date:
+                sub.earliest_end_date = False
+            elif sub.end_date and sub.state == "to_close":
+                sub.earliest_end_date = sub.end_date
+            else:
+                sub.earliest_end_date = sub._compute_earliest_end(today)
+
+    # ------------------------------------------------------------ constraints
+
+    @api.constrains("line_ids", "state")
+    def _check_lines(self):
+        for sub in self:
+            if sub.state != "draft" and not sub.line_ids:
+                raise ValidationError(
+                    self.env._("Subscription %(name)s needs at least one line.", name=sub.name)
+                )
+
+    @api.constrains("company_id", "currency_id", "plan_id")
+    def _check_plan_company(self):
+        for sub in self:
+            if sub.plan_id.company_id and sub.plan_id.company_id != sub.company_id:
+                raise ValidationError(
+                    self.env._(
+                        "Plan %(plan)s belongs to another company.", plan=sub.plan_id.display_name
+                    )
+                )
+
+    # ------------------------------------------------------------------ CRUD
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if vals.get("name", "/") == "/":
+                company = self.env["res.company"].browse(vals.get("company_id")) or self.env.company
+                vals["name"] = (
+                    self.env["ir.sequence"].with_company(company).next_by_code("flex.subscription")
+                    or "/"
+                )
+        return super().create(vals_list)
+
+    def unlink(self):
+        if any(sub.state != "draft" for sub in self):
+            raise UserError(
+                self.env._("Only draft subscriptions can be deleted; close the others instead.")
+            )
+        return super().unlink()
+
+    # --------------------------------------------------------------- onchanges
+
+    @api.onchange("plan_id")
+    def _onchange_plan_id(self):
+        """Fill the lines from the plan's template lines (not the optional add-ons)."""
+        if not self.plan_id or self.state != "draft":
+            return
+        commands = [fields.Command.clear()]
+        for tmpl in self.plan_id.line_ids.filtered(lambda line: not line.optional):
+            commands.append(fields.Command.create({
+                "product_id": tmpl.product_id.id,
+                "name": tmpl.name or False,
+                "quantity": tmpl.quantity,
+            }))
+        self.line_ids = commands
+
+    # ---------------------------------------------------------------- actions
+
+    def action_confirm(self):
+        """Start the subscription: trial when the plan has one, active otherwise."""
+        for sub in self:
+            if sub.state != "draft":
+                raise UserError(self.env._("Only draft subscriptions can be started."))
+            if not sub.line_ids:
+                raise UserError(
+                    self.env._("Add at least one line to %(name)s before starting it.", name=sub.name)
+                )
+            plan = sub.plan_id
+            trial_end = P.add_interval(sub.start_date, plan.trial_length, plan.trial_unit)
+            vals = {
+                "trial_end_date": trial_end if plan.trial_length else False,
+                "billing_anchor_date": trial_end,
+                "next_period_start": trial_end,
+                "state": "trial" if plan.trial_length else "active",
+            }
+            if plan.term_type == "fixed":
+                term_end = P.add_interval(sub.start_date, plan.term_length, plan.term_unit)
+                vals["term_end_date"] = term_end
+                if not plan.auto_renew:
+                    vals["end_date"] = term_end
+            sub.write(vals)
+            sub.line_ids._refresh_price(trial_end)
+        return True
+
+    def action_pause(self):
+        for sub in self:
+            if sub.state not in ("active", "trial"):
+                raise UserError(
+                    self.env._("Only running subscriptions can be paused (%(name)s is not).",
+                               name=sub.name)
+                )
+        self.write({"state": "paused", "pause_date": self._today()})
+        return True
+
+    def action_resume(self):
+        """Resume billing. Periods that started during the pause are not billed: if the
+        pause outlasted the paid period, billing restarts today on a new anchor."""
+        today = self._today()
+        for sub in self:
+            if sub.state != "paused":
+                raise UserError(self.env._("Only paused subscriptions can be resumed."))
+            vals = {"state": "active", "pause_date": False}
+            if sub.next_period_start and sub.next_period_start < today:
+                vals.update(billing_anchor_date=today, next_period_start=today)
+            if sub.end_date and sub.end_date <= today and sub.plan_id.term_type == "evergreen":
+                vals["state"] = "to_close"
+            sub.write(vals)
+            sub.message_post(body=self.env._("Subscription resumed; billing restarts on %(date)s.",
+                                             date=format_date(self.env, sub.next_period_start)))
+        return True
+
+    def action_open_close_wizard(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "flex.subscription.close.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_subscription_id": self.id},
+        }
+
+    def action_request_close(self, reason=None, requested_date=None, note=None):
+        """Schedule the end of the subscription at the earliest date the rules allow
+        (or ``requested_date`` when later). Billing runs until then."""
+        today = self._today()
+        for sub in self:
+            if sub.state not in ("trial", "active", "paused"):
+                raise UserError(
+                    self.env._("%(name)s cannot be cancelled in its current state.", name=sub.name)
+                )
+            if sub.state == "trial":
+                # A trial ends right away: nothing has been paid for yet.
+                sub._close(today, reason, note)
+                continue
+            end = sub._compute_earliest_end(today)
+            if requested_date and requested_date > end:
+                end = sub._compute_earliest_end(requested_date, notice_from=today)
+            if sub.state == "paused" and end <= today:
+                sub._close(today, reason, note)
+                continue
+            sub.write({
+                "state": "to_close",
+                "end_date": end,
+                "close_reason_id": reason.id if reason else False,
+                "close_note": note,
+            })
+            sub.message_post(body=self.env._(
+                "Cancellation requested; the service ends on %(date)s (last day of service "
+                "%(last)s).",
+                date=format_date(self.env, end),
+                last=format_date(self.env, end - timedelta(days=1)),
+            ))
+        return True
+
+    def action_undo_close(self):
+        for sub in self:
+            if sub.state != "to_close":
+                raise UserError(self.env._("Only a scheduled cancellation can be undone."))
+            plan = sub.plan_id
+            keep_end = plan.term_type == "fixed" and not plan.auto_renew
+            sub.write({
+                "state": "active",
+                "end_date": sub.term_end_date if keep_end else False,
+                "close_reason_id": False,
+                "close_note": False,
+            })
+            sub.message_post(body=self.env._("Scheduled cancellation undone."))
+        return True
+
+    def action_close_now(self, reason=None):
+        """Close immediately, regardless of commitment and notice (manager override).
+        No credit is issued here: refunds of the unused part are a change request."""
+        if not self.env.user.has_group("subscription_flex.group_flex_manager"):
+            raise UserError(self.env._("Only subscription managers can close immediately."))
+        today = self._today()
+        for sub in self:
+            if sub.state in ("draft", "closed"):
+                raise UserError(self.env._("%(name)s is not running.", name=sub.name))
+            sub._close(today, reason or sub.close_reason_id)
+        return True
+
+    def action_create_invoices(self):
+        """Button: invoice every period due today (same path as the cron)."""
+        due = self.filtered(lambda sub: sub.state in BILLABLE_STATES)
+        if not due:
+            raise UserError(self.env._("Nothing to invoice: the subscription is not running."))
+        moves = due._create_recurring_invoices(self._today())
+        if not moves:
+            raise UserError(self.env._("Nothing is due yet: the next invoice is due on %(date)s.",
+                                       date=format_date(self.env, self[:1].next_invoice_date)))
+        return self._action_view_moves(moves)
+
+    def action_view_invoices(self):
+        self.ensure_one()
+        return self._action_view_moves(self.invoice_ids)
+
+    def _action_view_moves(self, moves):
+        action = self.env["ir.actions.act_window"]._for_xml_id("account.action_move_out_invoice_type")
+        action["domain"] = [("id", "in", moves.ids)]
+        action["context"] = {"default_move_type": "out_invoice", "create": False}
+        if len(moves) == 1:
+            action["views"] = [(self.env.ref("account.view_move_form").id, "form")]
+            action["res_id"] = moves.id
+        return action
+
+    # ------------------------------------------------------- business methods
+
+    @api.model
+    def _today(self):
+        """Today in the user's timezone; tests and simulations pass ``flex_today``."""
+        today = self.env.context.get("flex_today")
+        return fields.Date.to_date(today) if today else fields.Date.context_today(self)
+
+    def _next_period(self):
+        """The next period to invoice, cut at ``end_date``; ``None`` when there is none."""
+        self.ensure_one()
+        if not (self.next_period_start and self.billing_anchor_date and self.plan_id):
+            return None
+        if self.end_date and self.next_period_start >= self.end_date:
+            return None
+        plan = self.plan_id
+        period = P.period_containing(
+            self.billing_anchor_date, plan.billing_interval, plan.billing_unit,
+            self.next_period_start,
+        )
+        end = min(period.end, self.end_date) if self.end_date else period.end
+        return P.Period(self.next_period_start, end)
+
+    def _compute_earliest_end(self, today, notice_from=None):
+        """Earliest end (exclusive) of the service if cancellation is asked ``today``."""
+        self.ensure_one()
+        plan = self.plan_id
+        notice_start = notice_from or today
+        commitment = (plan.commitment_length, plan.commitment_unit)
+        notice_end = P.add_interval(notice_start, plan.notice_length, plan.notice_unit)
+        earliest_day = max(today, notice_end)
+        if plan.term_type == "fixed":
+            # Terms are the boundaries: a fixed-term subscription ends at a term's end.
+            return P.earliest_end_date(
+                self.start_date, earliest_day, commitment, (0, "day"),
+                self.start_date, plan.term_length, plan.term_unit,
+            )
+        anchor = self.billing_anchor_date or self.start_date
+        return P.earliest_end_date(
+            self.start_date, earliest_day, commitment, (0, "day"),
+            anchor, plan.billing_interval, plan.billing_unit,
+        )
+
+    def _close(self, day, reason=None, note=None):
+        self.ensure_one()
+        self.write({
+            "state": "closed",
+            "close_date": day,
+            "end_date": self.end_date if self.end_date and self.end_date <= day else day,
+            "close_reason_id": (reason or self.close_reason_id).id,
+            "close_note": note or self.close_note,
+        })
+
+    def _get_due_periods(self, today):
+        self.ensure_one()
+        if self.state not in BILLABLE_STATES or not self.next_period_start:
+            return []
+        plan = self.plan_id
+        return P.due_periods(
+            self.billing_anchor_date, plan.billing_interval, plan.billing_unit,
+            self.next_period_start, today, plan.invoicing_timing, stop=self.end_date or None,
+        )
+
+    def _get_invoice_journal(self):
+        self.ensure_one()
+        journal = self.plan_id.journal_id
+        if journal and journal.company_id == self.company_id:
+            return journal
+        return self.env["account.journal"].search(
+            [*self.env["account.journal"]._check_company_domain(self.company_id),
+             ("type", "=", "sale")],
+            limit=1,
+        )
+
+    def _prepare_invoice_vals(self, period, lines_vals, journal):
+        """Values of one customer invoice for ``period`` (a :class:`core.periods.Period`)."""
+        self.ensure_one()
+        timing = self.plan_id.invoicing_timing
+        invoice_date = period.start if timing == "advance" else period.end
+        return {
+            "move_type": "out_invoice",
+            "partner_id": self.partner_id.id,
+            "company_id": self.company_id.id,
+            "currency_id": self.currency_id.id,
+            "journal_id": journal.id,
+            "invoice_date": invoice_date,
+            "invoice_origin": self.name,
+            "invoice_user_id": self.user_id.id,
+            "fiscal_position_id": self.fiscal_position_id.id,
+            "invoice_payment_term_id": self.payment_term_id.id,
+            "flex_subscription_id": self.id,
+            "flex_billing_kind": "recurring",
+            "flex_period_start": period.start,
+            "flex_period_end": period.last_day,
+            "invoice_line_ids": [fields.Command.create(vals) for vals in lines_vals],
+        }
+
+    def _prepare_invoice_line_vals(self, line, period, price_unit, accounts, taxes):
+        return {
+            "display_type": "product",
+            "product_id": line.product_id.id,
+            "product_uom_id": line.product_uom_id.id,
+            "name": line._get_invoice_label(period),
+            "quantity": line.quantity,
+            "price_unit": price_unit,
+            "discount": line.discount,
+            "account_id": accounts.id,
+            "tax_ids": [fields.Command.set(taxes.ids)],
+            "flex_subscription_line_id": line.id,
+            "flex_period_start": period.start,
+            "flex_period_end": period.last_day,
+        }
+
+    def _prepare_invoices_vals(self, today):
+        """Invoice values for every period due in ``self``.
+
+        Returns ``(vals_list, errors)``: ``errors`` maps a subscription to the message
+        that kept it from being invoiced (archived product, missing account, ...), so
+        one broken subscription never blocks the batch.
+        """
+        vals_list, errors = [], {}
+        due = {sub: sub._get_due_periods(today) for sub in self}
+        due = {sub: periods for sub, periods in due.items() if periods}
+        # One price query for the whole batch.
+        requests = []
+        for sub, periods in due.items():
+            for line in sub.line_ids:
+                if not line.price_overridden and not sub.grandfathered:
+                    requests.extend(
+                        (sub.plan_id.id, line.product_id.id, sub.currency_id.id, p.start)
+                        for p in periods
+                    )
+        prices = self.env["flex.price"]._get_price_map(requests)
+        accounts_cache, taxes_cache, journals = {}, {}, {}
+        for sub, periods in due.items():
+            try:
+                key = (sub.company_id.id, sub.plan_id.journal_id.id)
+                if key not in journals:
+                    journals[key] = sub._get_invoice_journal()
+                journal = journals[key]
+                if not journal:
+                    raise UserError(self.env._(
+                        "No sales journal in company %(company)s.", company=sub.company_id.name))
+                for period in periods:
+                    lines_vals = []
+                    for line in sub.line_ids:
+                        product = line.product_id
+                        if not product.active:
+                            raise UserError(self.env._(
+                                "Product %(product)s is archived.", product=product.display_name))
+                        price = line.price_unit
+                        if not line.price_overridden and not sub.grandfathered:
+                            versioned = prices.get(
+                                (sub.plan_id.id, product.id, sub.currency_id.id, period.start))
+                            if versioned is not None:
+                                price = versioned
+                        cache_key = (product.id, sub.company_id.id, sub.fiscal_position_id.id)
+                        if cache_key not in accounts_cache:
+                            accounts_cache[cache_key] = line._get_income_account(journal)
+                            taxes_cache[cache_key] = line._get_taxes()
+                        lines_vals.append(sub._prepare_invoice_line_vals(
+                            line, period, price, accounts_cache[cache_key], taxes_cache[cache_key]))
+                    vals_list.append(sub._prepare_invoice_vals(period, lines_vals, journal))
+            except (UserError, ValidationError) as error:
+                errors[sub] = str(error.args[0] if error.args else error)
+        return vals_list, errors
+
+    def _create_recurring_invoices(self, today):
+        """Create (and post/send as the plan says) every invoice due in ``self``.
+
+        Fast path: one ``account.move.create`` for the whole batch. When it fails, the
+        batch is retried one subscription at a time inside savepoints so the culprit is
+        isolated, logged on its chatter with an activity, and the others go through.
+        The partial unique index on ``account_move`` (subscription, period start) makes
+        a second invoice for the same period impossible, whatever the caller does.
+        """
+        vals_list, errors = self._prepare_invoices_vals(today)
+        Move = self.env["account.move"].with_context(
+            default_move_type="out_invoice", mail_create_nolog=True, tracking_disable=True,
+            mail_notrack=True,
+        )
+        by_sub = defaultdict(list)
+        for vals in vals_list:
+            by_sub[vals["flex_subscription_id"]].append(vals)
+        moves = self.env["account.move"]
+        try:
+            with self.env.cr.savepoint():
+                moves = Move.create(vals_list)
+                moves._flex_finalize()
+        except Exception:  # noqa: BLE001 - isolate the culprit below, never lose the batch
+            _logger.info("Batch invoicing failed; retrying subscription by subscription",
+                         exc_info=True)
+            moves = self.env["account.move"]
+            for sub_id, sub_vals in by_sub.items():
+                sub = self.browse(sub_id)
+                try:
+                    with self.env.cr.savepoint():
+                        sub_moves = Move.create(sub_vals)
+                        sub_moves._flex_finalize()
+                    moves |= sub_moves
+                except Exception as error:  # noqa: BLE001 - logged on the subscription
+                    self.env.invalidate_all()
+                    errors[sub] = str(getattr(error, "args", [error])[0] if getattr(error, "args", None) else error)
+        done_subs = self.browse({m.flex_subscription_id.id for m in moves})
+        if done_subs:
+            done_subs._advance_after_invoicing(moves)
+        if errors:
+            self._log_invoicing_errors(errors)
+        # Lifecycle transitions that invoicing unlocks (trial over, end reached).
+        self.filtered(lambda s: s.state in BILLABLE_STATES)._update_lifecycle(today)
+        return moves
+
+    def _advance_after_invoicing(self, moves):
+        last_end = defaultdict(list)
+        for move in moves:
+            last_end[move.flex_subscription_id.id].append(move.flex_period_end)
+        for sub in self:
+            vals = {"invoicing_error": False, "invoicing_error_date": False}
+            if last_end.get(sub.id):
+                vals["next_period_start"] = max(last_end[sub.id]) + timedelta(days=1)
+            sub.write(vals)
+
+    def _log_invoicing_errors(self, errors):
+        today = self._today()
+        for sub, message in errors.items():
+            sub.write({"invoicing_error": message, "invoicing_error_date": today})
+        activity_type = self.env.ref("mail.mail_activity_data_warning", raise_if_not_found=False)
+        for sub, message in errors.items():
+            body = self.env._("Recurring invoicing failed: %(error)s", error=message)
+            sub.message_post(body=body)
+            summary = self.env._("Invoicing failed")
+            if not sub.activity_ids.filtered(lambda a: a.summary == summary):
+                sub.activity_schedule(
+                    activity_type_id=activity_type.id if activity_type else False,
+                    summary=summary,
+                    note=body,
+                    user_id=(sub.user_id or self.env.user).id,
+                )
+
+    def _update_lifecycle(self, today):
+        """Trial end, fixed-term renewal and closing, as of ``today``."""
+        for sub in self:
+            plan = sub.plan_id
+            if sub.state == "trial" and sub.trial_end_date and sub.trial_end_date <= today:
+                sub.state = "active"
+            if plan.term_type == "fixed" and plan.auto_renew and sub.term_end_date \
+                    and sub.state in ("active", "paused"):
+                term_end = sub.term_end_date
+                renewals = 0
+                while term_end <= today:
+                    term_end = P.add_interval(term_end, plan.term_length, plan.term_unit)
+                    renewals += 1
+                if renewals:
+                    sub.term_end_date = term_end
+                    sub.message_post(body=self.env._(
+                        "Term renewed until %(date)s.",
+                        date=format_date(self.env, term_end - timedelta(days=1))))
+            if sub.end_date and sub.end_date <= today and sub.state in ("active", "to_close") \
+                    and not sub._next_period():
+                reason = sub.close_reason_id
+                if not reason and plan.term_type == "fixed":
+                    reason = self.env.ref("subscription_flex.close_reason_end_of_term")
+                sub._close(sub.end_date, reason)
+
+    # ------------------------------------------------------------------- crons
+
+    @api.model
+    def _get_subscriptions_to_invoice_domain(self, today):
+        """Due subscriptions; one that failed today waits for tomorrow (or the button)."""
+        return [
+            ("state", "in", BILLABLE_STATES),
+            ("next_invoice_date", "<=", today),
+            "|", ("invoicing_error_date", "=", False), ("invoicing_error_date", "<", today),
+        ]
+
+    @api.model
+    def _lock_due_subscriptions(self, today, limit):
+        """Ids of due subscriptions locked by this transaction, skipping those another
+        worker holds: several cron workers share the work without doing anything twice.
+        Raw SQL because the ORM has no ``FOR UPDATE SKIP LOCKED``."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT id FROM flex_subscription
+             WHERE state IN %s AND next_invoice_date <= %s
+               AND (invoicing_error_date IS NULL OR invoicing_error_date < %s)
+             ORDER BY next_invoice_date, id
+             LIMIT %s
+               FOR UPDATE SKIP LOCKED
+            """,
+            (BILLABLE_STATES, today, today, limit),
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    @api.model
+    def _cron_create_invoices(self, batch_size=100):
+        """Invoice one batch of due subscriptions; Odoo's cron runner commits and calls
+        again while ``remaining`` is positive (``ir.cron._notify_progress``)."""
+        today = self._today()
+        ids = self._lock_due_subscriptions(today, batch_size)
+        subs = self.browse(ids)
+        for company, company_subs in subs.grouped("company_id").items():
+            company_subs.with_company(company)._create_recurring_invoices(today)
+        remaining = self.search_count(self._get_subscriptions_to_invoice_domain(today))
+        self.env["ir.cron"]._notify_progress(done=len(subs), remaining=remaining if subs else 0)
+        return subs
+
+    @api.model
+    def _cron_update_lifecycle(self):
+        today = self._today()
+        subs = self.search([
+            "|", "|",
+            "&", ("state", "=", "trial"), ("trial_end_date", "<=", today),
+            "&", ("state", "in", ("active", "to_close")), ("end_date", "<=", today),
+            "&", ("state", "in", ("active", "paused")), ("term_end_date", "<=", today),
+        ])
+        for batch in split_every(500, subs.ids, self.browse):
+            batch._update_lifecycle(today)
+        return subs

@@ -1,0 +1,128 @@
+from odoo import api, fields, models
+from odoo.tools import format_date
+
+from ..core.money import line_subtotal
+
+
+class FlexSubscriptionLine(models.Model):
+    _name = "flex.subscription.line"
+    _description = "Subscription Line"
+    _order = "subscription_id, sequence, id"
+    _check_company_auto = True
+
+    subscription_id = fields.Many2one(
+        "flex.subscription", required=True, ondelete="cascade", index=True
+    )
+    company_id = fields.Many2one(related="subscription_id.company_id", store=True)
+    currency_id = fields.Many2one(related="subscription_id.currency_id", store=True)
+    sequence = fields.Integer(default=10)
+    product_id = fields.Many2one(
+        "product.product",
+        required=True,
+        check_company=True,
+        domain="[('flex_is_subscription', '=', True)]",
+    )
+    product_uom_id = fields.Many2one(
+        "uom.uom", compute="_compute_product_uom_id", store=True, readonly=False, precompute=True
+    )
+    name = fields.Char(string="Description")
+    quantity = fields.Float(default=1.0, digits="Product Unit of Measure", required=True)
+    price_unit = fields.Monetary(
+        compute="_compute_price_unit", store=True, readonly=False, precompute=True,
+        currency_field="currency_id",
+    )
+    price_overridden = fields.Boolean(
+        string="Custom Price",
+        help="Keep this price: price versions of the plan do not apply to this line.",
+    )
+    discount = fields.Float(string="Discount (%)", digits="Discount", default=0.0)
+    price_subtotal = fields.Monetary(
+        compute="_compute_price_subtotal", store=True, currency_field="currency_id"
+    )
+
+    _sql_constraints = [
+        ("quantity_positive", "CHECK(quantity >= 0)", "A quantity cannot be negative."),
+        ("discount_range", "CHECK(discount >= 0 AND discount <= 100)",
+         "A discount is between 0 and 100%."),
+    ]
+
+    @api.depends("product_id")
+    def _compute_product_uom_id(self):
+        for line in self:
+            line.product_uom_id = line.product_id.uom_id
+
+    @api.depends("product_id", "subscription_id.plan_id", "subscription_id.currency_id")
+    def _compute_price_unit(self):
+        for line in self:
+            if line.price_overridden and line.price_unit:
+                continue
+            sub = line.subscription_id
+            day = sub.next_period_start or sub.start_date or fields.Date.context_today(line)
+            line.price_unit = line._lookup_price(day)
+
+    @api.depends("price_unit", "quantity", "discount", "currency_id")
+    def _compute_price_subtotal(self):
+        for line in self:
+            decimals = line.currency_id.decimal_places if line.currency_id else 2
+            line.price_subtotal = float(
+                line_subtotal(line.price_unit, line.quantity, line.discount, decimals)
+            )
+
+    def _lookup_price(self, day):
+        """Price version valid on ``day``; the product's sales price (converted) when the
+        plan has none for this product and currency."""
+        self.ensure_one()
+        sub = self.subscription_id
+        if not self.product_id:
+            return 0.0
+        price = None
+        if sub.plan_id and sub.currency_id:
+            key = (sub.plan_id.id, self.product_id.id, sub.currency_id.id, day)
+            price = self.env["flex.price"]._get_price_map([key])[key]
+        if price is None:
+            company = sub.company_id or self.env.company
+            price = company.currency_id._convert(
+                self.product_id.lst_price, sub.currency_id or company.currency_id, company, day
+            )
+        return price
+
+    def _refresh_price(self, day):
+        for line in self.filtered(
+            lambda line: not line.price_overridden and not line.subscription_id.grandfathered
+        ):
+            line.price_unit = line._lookup_price(day)
+
+    def _get_invoice_label(self, period):
+        self.ensure_one()
+        label = self.name or self.product_id.display_name
+        return self.env._(
+            "%(label)s (%(start)s - %(end)s)",
+            label=label,
+            start=format_date(self.env, period.start),
+            end=format_date(self.env, period.last_day),
+        )
+
+    def _get_taxes(self):
+        """Taxes exactly as ``account.move.line._get_computed_taxes`` picks them for a
+        customer invoice: product taxes of the company, mapped by the fiscal position."""
+        self.ensure_one()
+        sub = self.subscription_id
+        company = sub.company_id
+        taxes = self.product_id.taxes_id.filtered_domain(
+            self.env["account.tax"]._check_company_domain(company)
+        )
+        if taxes:
+            taxes = taxes._filter_taxes_by_company(company)
+        if taxes and sub.fiscal_position_id:
+            taxes = sub.fiscal_position_id.map_tax(taxes)
+        return taxes
+
+    def _get_income_account(self, journal):
+        """Income account as ``account.move.line._compute_account_id`` picks it."""
+        self.ensure_one()
+        sub = self.subscription_id
+        accounts = (
+            self.with_company(sub.company_id)
+            .product_id.product_tmpl_id.get_product_accounts(fiscal_pos=sub.fiscal_position_id)
+        )
+        return accounts["income"] or journal.default_account_id

@@ -1,0 +1,1 @@
+from . import flex_subscription_close_wizard
