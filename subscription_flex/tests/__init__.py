@@ -5,3 +5,4 @@ from . import test_recurring_invoicing
 from . import test_invoice_parity
 from . import test_security
 from . import test_query_count
+from . import test_forms
