@@ -2,8 +2,11 @@ from . import flex_close_reason
 from . import flex_plan
 from . import flex_plan_line
 from . import flex_price
+from . import flex_price_tier
+from . import flex_usage
 from . import flex_subscription
 from . import flex_subscription_line
+from . import flex_subscription_usage
 from . import product_template
 from . import res_partner
 from . import account_move

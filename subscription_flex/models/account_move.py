@@ -9,7 +9,7 @@ class AccountMove(models.Model):
         readonly=True, check_company=True,
     )
     flex_billing_kind = fields.Selection(
-        [("recurring", "Recurring")],
+        [("recurring", "Recurring"), ("usage_final", "Final usage")],
         string="Subscription Billing",
         copy=False,
         readonly=True,
@@ -29,6 +29,26 @@ class AccountMove(models.Model):
              WHERE flex_billing_kind = 'recurring' AND move_type = 'out_invoice'
             """
         )
+        # The last usage of an ended subscription is billed once.
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS account_move_flex_final_usage_uniq
+                ON account_move (flex_subscription_id)
+             WHERE flex_billing_kind = 'usage_final' AND move_type = 'out_invoice'
+            """
+        )
+
+    def write(self, vals):
+        # _post sets ``checked`` move by move when the journal auto-checks on post; flex
+        # creates those invoices checked already, so these writes would change nothing
+        # (one full account.move write per invoice, with its line synchronisation).
+        if (
+            self.env.context.get("flex_skip_noop_checked")
+            and vals.keys() == {"checked"}
+            and all(move.checked == bool(vals["checked"]) for move in self)
+        ):
+            return True
+        return super().write(vals)
 
     def _flex_finalize(self):
         """Post and send freshly created subscription invoices as their plan says."""
@@ -36,7 +56,7 @@ class AccountMove(models.Model):
             lambda m: m.flex_subscription_id.plan_id.invoicing_mode in ("post", "send")
         )
         if to_post:
-            to_post._post(soft=False)
+            to_post.with_context(flex_skip_noop_checked=True)._post(soft=False)
         to_send = to_post.filtered(lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send")
         if to_send:
             # Odoo's own "send" cron renders and mails them in the background, in batches.

@@ -8,5 +8,9 @@ class AccountMoveLine(models.Model):
         "flex.subscription.line", string="Subscription Line", index="btree_not_null",
         copy=False, readonly=True,
     )
+    flex_line_kind = fields.Selection(
+        [("recurring", "Recurring"), ("usage", "Usage")], copy=False, readonly=True,
+        string="Subscription Line Kind",
+    )
     flex_period_start = fields.Date(string="Service From", copy=False)
     flex_period_end = fields.Date(string="Service To", copy=False)

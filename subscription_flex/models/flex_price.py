@@ -1,6 +1,10 @@
 from collections import defaultdict
+from decimal import Decimal
 
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..core import rating
 
 
 class FlexPrice(models.Model):
@@ -30,9 +34,33 @@ class FlexPrice(models.Model):
     date_start = fields.Date(
         string="Valid From", required=True, default=fields.Date.context_today
     )
-    price_unit = fields.Monetary(
-        string="Unit Price", required=True, currency_field="currency_id"
+    price_unit = fields.Float(
+        string="Unit Price", required=True, digits="Subscription Unit Price",
+        help="Recurring products: the price of one unit per period. Metered products: the "
+        "price of one unit (per unit), of one package (package).",
     )
+    product_metered = fields.Boolean(related="product_id.flex_metered")
+    pricing_model = fields.Selection(
+        [
+            ("per_unit", "Per unit"),
+            ("package", "Per package"),
+            ("graduated", "Graduated tiers"),
+            ("volume", "Volume tiers"),
+        ],
+        default="per_unit",
+        required=True,
+        help="Metered products only. Graduated: each tier prices the units that fall in it. "
+        "Volume: all units at the price of the tier the total falls in.",
+    )
+    package_size = fields.Float(default=1.0, digits="Product Unit of Measure")
+    included_quantity = fields.Float(
+        digits="Product Unit of Measure",
+        help="Free allowance per period, deducted before pricing.",
+    )
+    minimum_charge = fields.Monetary(
+        currency_field="currency_id", help="Charged when the period's usage costs less."
+    )
+    tier_ids = fields.One2many("flex.price.tier", "price_id", string="Tiers", copy=True)
 
     _sql_constraints = [
         (
@@ -41,7 +69,42 @@ class FlexPrice(models.Model):
             "There is already a price for this plan, product and currency from that date.",
         ),
         ("price_not_negative", "CHECK(price_unit >= 0)", "A price cannot be negative."),
+        ("package_positive", "CHECK(package_size > 0)", "A package size must be positive."),
+        ("usage_terms_not_negative", "CHECK(included_quantity >= 0 AND minimum_charge >= 0)",
+         "Included quantities and minimum charges cannot be negative."),
     ]
+
+    @api.constrains("pricing_model", "tier_ids")
+    def _check_tiers(self):
+        for price in self:
+            if price.pricing_model not in ("graduated", "volume"):
+                continue
+            try:
+                rating.rate(0, price.pricing_model, tiers=price._get_tiers())
+            except ValueError:
+                raise ValidationError(self.env._(
+                    "The tiers of %(price)s must have increasing bounds, and only the last "
+                    "one may be open-ended.", price=price.display_name))
+
+    def _get_tiers(self):
+        self.ensure_one()
+        return [
+            rating.Tier(
+                None if tier.open_ended else Decimal(repr(tier.up_to)),
+                Decimal(repr(tier.unit_price)), Decimal(repr(tier.flat_fee)),
+            )
+            for tier in self.tier_ids.sorted(lambda t: (t.open_ended, t.up_to, t.id))
+        ]
+
+    def _rate(self, quantity):
+        """:class:`core.rating.Rating` of ``quantity`` units with this version's terms."""
+        self.ensure_one()
+        return rating.rate(
+            quantity, self.pricing_model, unit_price=Decimal(repr(self.price_unit)),
+            decimals=self.currency_id.decimal_places, package_size=self.package_size,
+            tiers=self._get_tiers() if self.pricing_model in ("graduated", "volume") else (),
+            included=self.included_quantity, minimum=self.minimum_charge,
+        )
 
     @api.depends("plan_id", "product_id", "date_start", "currency_id")
     def _compute_display_name(self):

@@ -532,11 +532,15 @@ class FlexSubscription(models.Model):
             limit=1,
         )
 
-    def _prepare_invoice_vals(self, period, lines_vals, journal):
-        """Values of one customer invoice for ``period`` (a :class:`core.periods.Period`)."""
+    def _prepare_invoice_vals(self, period, lines_vals, journal, kind="recurring"):
+        """Values of one customer invoice for ``period`` (a :class:`core.periods.Period`).
+        ``kind`` ``usage_final``: the last usage of an ended subscription billed in advance
+        (``period`` is then the usage window, invoiced on the end date)."""
         self.ensure_one()
         timing = self.plan_id.invoicing_timing
         invoice_date = period.start if timing == "advance" else period.end
+        if kind == "usage_final":
+            invoice_date = period.end
         return {
             "move_type": "out_invoice",
             "partner_id": self.partner_id.id,
@@ -549,11 +553,49 @@ class FlexSubscription(models.Model):
             "fiscal_position_id": self.fiscal_position_id.id,
             "invoice_payment_term_id": self.payment_term_id.id,
             "flex_subscription_id": self.id,
-            "flex_billing_kind": "recurring",
+            "flex_billing_kind": kind,
             "flex_period_start": period.start,
             "flex_period_end": period.last_day,
             "invoice_line_ids": [fields.Command.create(vals) for vals in lines_vals],
+            # What _post would set move by move (one write per invoice) when the journal
+            # auto-checks on post; see account.move._flex_finalize.
+            **({"checked": True} if self.plan_id.invoicing_mode in ("post", "send")
+               and journal.autocheck_on_post else {}),
         }
+
+    def _add_invoice_line_amounts(self, lines_vals, lines_taxes):
+        """Put the journal amounts of the product lines in their values, computed by Odoo's
+        own tax engine as account.move's tax sync does, so ``account.move.create`` need not
+        write them back line by line. Only a hint: every line being taxed, the sync
+        recomputes them anyway and writes whatever differs; with an untaxed line or
+        another currency (rates) the values are left to Odoo."""
+        self.ensure_one()
+        company = self.company_id
+        if self.currency_id != company.currency_id or not all(lines_taxes):
+            return
+        AccountTax = self.env["account.tax"]
+        base_lines = [
+            AccountTax._prepare_base_line_for_taxes_computation(
+                None,
+                product_id=self.env["product.product"].browse(vals["product_id"]),
+                tax_ids=taxes,
+                price_unit=vals["price_unit"],
+                quantity=vals["quantity"],
+                discount=vals["discount"],
+                currency_id=self.currency_id,
+                rate=1.0,
+                sign=-1,
+                is_refund=False,
+            )
+            for vals, taxes in zip(lines_vals, lines_taxes, strict=True)
+        ]
+        AccountTax._add_tax_details_in_base_lines(base_lines, company)
+        AccountTax._round_base_lines_tax_details(base_lines, company)
+        for vals, base_line in zip(lines_vals, base_lines, strict=True):
+            details = base_line["tax_details"]
+            vals["amount_currency"] = -(
+                details["total_excluded_currency"] + details["delta_total_excluded_currency"])
+            vals["balance"] = -(details["total_excluded"] + details["delta_total_excluded"])
 
     def _prepare_invoice_line_vals(self, line, period, price_unit, accounts, taxes):
         return {
@@ -567,6 +609,7 @@ class FlexSubscription(models.Model):
             "account_id": accounts.id,
             "tax_ids": [fields.Command.set(taxes.ids)],
             "flex_subscription_line_id": line.id,
+            "flex_line_kind": "recurring",
             "flex_period_start": period.start,
             "flex_period_end": period.last_day,
         }
@@ -578,52 +621,85 @@ class FlexSubscription(models.Model):
         that kept it from being invoiced (archived product, missing account, ...), so
         one broken subscription never blocks the batch.
         """
-        vals_list, errors = [], {}
-        due = {sub: sub._get_due_periods(today) for sub in self}
-        due = {sub: periods for sub, periods in due.items() if periods}
+        vals_list, errors, skipped = [], {}, defaultdict(list)
+        due = {}
+        for sub in self:
+            slots = [(period, "recurring") for period in sub._get_due_periods(today)]
+            if sub._needs_final_usage_invoice(today):
+                slots.append((P.Period(sub.usage_billed_until, sub.end_date), "usage_final"))
+            if slots:
+                due[sub] = slots
         # One price query for the whole batch.
         requests = []
-        for sub, periods in due.items():
+        for sub, slots in due.items():
             for line in sub.line_ids:
                 if not line.price_overridden and not sub.grandfathered:
                     requests.extend(
                         (sub.plan_id.id, line.product_id.id, sub.currency_id.id, p.start)
-                        for p in periods
+                        for p, kind in slots if kind == "recurring"
                     )
         prices = self.env["flex.price"]._get_price_map(requests)
         accounts_cache, taxes_cache, journals = {}, {}, {}
-        for sub, periods in due.items():
+
+        def journal_for(sub):
+            key = (sub.company_id.id, sub.plan_id.journal_id.id)
+            if key not in journals:
+                journals[key] = sub._get_invoice_journal()
+            return journals[key]
+
+        def accounts_for(line, journal):
+            sub = line.subscription_id
+            cache_key = (line.product_id.id, sub.company_id.id, sub.fiscal_position_id.id)
+            if cache_key not in accounts_cache:
+                accounts_cache[cache_key] = line._get_income_account(journal)
+                taxes_cache[cache_key] = line._get_taxes()
+            return accounts_cache[cache_key], taxes_cache[cache_key]
+
+        # Usage of every invoice of the batch, rated in one SQL aggregation.
+        cuts = {
+            (sub, period.start, kind): period.end if kind == "usage_final" else sub._usage_cut(period)
+            for sub, slots in due.items() for period, kind in slots
+        }
+        usage_lines = self._prepare_usage_lines(cuts, journal_for, accounts_for)
+        Tax = self.env["account.tax"]
+        for sub, slots in due.items():
             try:
-                key = (sub.company_id.id, sub.plan_id.journal_id.id)
-                if key not in journals:
-                    journals[key] = sub._get_invoice_journal()
-                journal = journals[key]
+                journal = journal_for(sub)
                 if not journal:
                     raise UserError(self.env._(
                         "No sales journal in company %(company)s.", company=sub.company_id.name))
-                for period in periods:
-                    lines_vals = []
+                for period, kind in slots:
+                    lines_vals, lines_taxes = [], []
                     for line in sub.line_ids:
                         product = line.product_id
                         if not product.active:
                             raise UserError(self.env._(
                                 "Product %(product)s is archived.", product=product.display_name))
+                        if product.flex_metered or kind != "recurring":
+                            continue  # rated from usage below
                         price = line.price_unit
                         if not line.price_overridden and not sub.grandfathered:
                             versioned = prices.get(
                                 (sub.plan_id.id, product.id, sub.currency_id.id, period.start))
                             if versioned is not None:
                                 price = versioned
-                        cache_key = (product.id, sub.company_id.id, sub.fiscal_position_id.id)
-                        if cache_key not in accounts_cache:
-                            accounts_cache[cache_key] = line._get_income_account(journal)
-                            taxes_cache[cache_key] = line._get_taxes()
+                        account, taxes = accounts_for(line, journal)
                         lines_vals.append(sub._prepare_invoice_line_vals(
-                            line, period, price, accounts_cache[cache_key], taxes_cache[cache_key]))
-                    vals_list.append(sub._prepare_invoice_vals(period, lines_vals, journal))
+                            line, period, price, account, taxes))
+                        lines_taxes.append(taxes)
+                    for usage_vals in usage_lines.get((sub, period.start, kind), []):
+                        lines_vals.append(usage_vals)
+                        lines_taxes.append(Tax.browse(usage_vals["tax_ids"][0][2]))
+                    if not lines_vals:
+                        # Nothing to bill (a usage-only plan with no usage yet): the period
+                        # passes without an invoice.
+                        skipped[sub].append((period, kind))
+                        continue
+                    sub._add_invoice_line_amounts(lines_vals, lines_taxes)
+                    vals_list.append(sub._prepare_invoice_vals(period, lines_vals, journal, kind))
             except (UserError, ValidationError) as error:
                 errors[sub] = str(error.args[0] if error.args else error)
-        return vals_list, errors
+        return vals_list, errors, skipped
 
     def _create_recurring_invoices(self, today):
         """Create (and post/send as the plan says) every invoice due in ``self``.
@@ -634,18 +710,22 @@ class FlexSubscription(models.Model):
         The partial unique index on ``account_move`` (subscription, period start) makes
         a second invoice for the same period impossible, whatever the caller does.
         """
-        vals_list, errors = self._prepare_invoices_vals(today)
+        vals_list, errors, skipped = self._prepare_invoices_vals(today)
         Move = self.env["account.move"].with_context(
             default_move_type="out_invoice", mail_create_nolog=True, tracking_disable=True,
             mail_notrack=True,
         )
+        # New draft lines have no analytic items to resync: skip the per-line rewrite of
+        # analytic_distribution that setting account_id triggers (one write per line).
+        # Creation only: posting must create the analytic items as usual.
+        MoveCreate = Move.with_context(skip_analytic_sync=True)
         by_sub = defaultdict(list)
         for vals in vals_list:
             by_sub[vals["flex_subscription_id"]].append(vals)
         moves = self.env["account.move"]
         try:
             with self.env.cr.savepoint():
-                moves = Move.create(vals_list)
+                moves = MoveCreate.create(vals_list).with_env(Move.env)
                 moves._flex_finalize()
         except Exception:  # noqa: BLE001 - isolate the culprit below, never lose the batch
             _logger.info("Batch invoicing failed; retrying subscription by subscription",
@@ -655,12 +735,17 @@ class FlexSubscription(models.Model):
                 sub = self.browse(sub_id)
                 try:
                     with self.env.cr.savepoint():
-                        sub_moves = Move.create(sub_vals)
+                        sub_moves = MoveCreate.create(sub_vals).with_env(Move.env)
                         sub_moves._flex_finalize()
                     moves |= sub_moves
                 except Exception as error:  # noqa: BLE001 - logged on the subscription
                     self.env.invalidate_all()
                     errors[sub] = str(getattr(error, "args", [error])[0] if getattr(error, "args", None) else error)
+        if moves:
+            self._mark_usage_invoiced(moves)
+        for sub in skipped:
+            if sub not in errors:
+                sub._advance_skipped_slots(skipped[sub])
         done_subs = self.browse({m.flex_subscription_id.id for m in moves})
         if done_subs:
             done_subs._advance_after_invoicing(moves)
@@ -672,13 +757,30 @@ class FlexSubscription(models.Model):
 
     def _advance_after_invoicing(self, moves):
         last_end = defaultdict(list)
+        usage_until = {}
         for move in moves:
-            last_end[move.flex_subscription_id.id].append(move.flex_period_end)
+            sub = move.flex_subscription_id
+            cut = (move.flex_period_end + timedelta(days=1)
+                   if move.flex_billing_kind == "usage_final"
+                   or sub.plan_id.invoicing_timing == "arrears" else move.flex_period_start)
+            usage_until[sub] = max(usage_until.get(sub, cut), cut)
+            if move.flex_billing_kind == "recurring":
+                last_end[sub.id].append(move.flex_period_end)
+        for sub, cut in usage_until.items():
+            if sub.has_metered_lines and (not sub.usage_billed_until or cut > sub.usage_billed_until):
+                sub.usage_billed_until = cut
+        # One write per distinct set of values (a batch mostly shares one next period
+        # start) instead of one per subscription: the recomputation of next_invoice_date
+        # and its tracking then run once over the group.
+        groups = defaultdict(list)
         for sub in self:
+            next_start = max(last_end[sub.id]) + timedelta(days=1) if last_end.get(sub.id) else None
+            groups[next_start].append(sub.id)
+        for next_start, sub_ids in groups.items():
             vals = {"invoicing_error": False, "invoicing_error_date": False}
-            if last_end.get(sub.id):
-                vals["next_period_start"] = max(last_end[sub.id]) + timedelta(days=1)
-            sub.write(vals)
+            if next_start:
+                vals["next_period_start"] = next_start
+            self.browse(sub_ids).write(vals)
 
     def _log_invoicing_errors(self, errors):
         today = self._today()
@@ -717,6 +819,10 @@ class FlexSubscription(models.Model):
                         date=format_date(self.env, term_end - timedelta(days=1))))
             if sub.end_date and sub.end_date <= today and sub.state in ("active", "to_close") \
                     and not sub._next_period():
+                if sub._needs_final_usage_invoice(today):
+                    # Bills the last usage, then comes back here to close.
+                    sub._create_recurring_invoices(today)
+                    continue
                 reason = sub.close_reason_id
                 if not reason and plan.term_type == "fixed":
                     reason = self.env.ref("subscription_flex.close_reason_end_of_term")

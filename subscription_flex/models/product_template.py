@@ -8,6 +8,27 @@ class ProductTemplate(models.Model):
         string="Subscription Product",
         help="Can be sold on subscription plans and billed every period.",
     )
+    flex_metered = fields.Boolean(
+        string="Metered",
+        help="Billed on reported usage, in arrears, instead of a fixed quantity.",
+    )
+    flex_aggregation = fields.Selection(
+        [
+            ("sum", "Sum of quantities"),
+            ("max", "Maximum quantity"),
+            ("count", "Number of events"),
+            ("unique", "Number of unique values"),
+            ("last", "Last value"),
+        ],
+        string="Usage Aggregation",
+        default="sum",
+        help="How a period's usage events make the billed quantity.",
+    )
+    flex_allow_corrections = fields.Boolean(
+        string="Allow Corrections",
+        help="Accept negative usage quantities (corrections of earlier events).",
+    )
+    flex_unit_label = fields.Char(string="Usage Unit", translate=True, help="e.g. API calls, GB")
     flex_subscription_count = fields.Integer(
         string="Subscriptions", compute="_compute_flex_subscription_count"
     )

@@ -6,3 +6,4 @@ from . import test_invoice_parity
 from . import test_security
 from . import test_query_count
 from . import test_forms
+from . import test_usage

@@ -1,0 +1,325 @@
+import math
+from datetime import UTC, datetime, timedelta
+
+from psycopg2.extras import execute_values
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+MAX_KEY_LENGTH = 255
+MAX_UNIQUE_VALUE_LENGTH = 255
+FUTURE_TOLERANCE = timedelta(days=1)
+INSERT_PAGE_SIZE = 5000
+
+
+class FlexUsage(models.Model):
+    """One usage event reported by the customer's systems.
+
+    Events are deduplicated by their idempotency ``key``, unique per subscription: the
+    same key sent twice (retries, replays, double exports) is counted once, whichever
+    way it arrives (Python batch, HTTP endpoint, CSV/XLSX import, manual entry).
+    Billed events are frozen; corrections are new events (negative quantities where the
+    product allows corrections).
+    """
+
+    _name = "flex.usage"
+    _description = "Usage Record"
+    _order = "event_time desc, id desc"
+    _check_company_auto = True
+
+    subscription_id = fields.Many2one(
+        "flex.subscription", required=True, index=True, ondelete="restrict", check_company=True
+    )
+    company_id = fields.Many2one("res.company", required=True, index=True)
+    product_id = fields.Many2one(
+        "product.product", string="Metric", required=True, index=True,
+        domain="[('flex_metered', '=', True)]",
+    )
+    quantity = fields.Float(required=True, digits="Product Unit of Measure")
+    event_time = fields.Datetime(required=True, index=True)
+    key = fields.Char(string="Idempotency Key", required=True)
+    unique_value = fields.Char(
+        help="For unique counts: the value counted once per period (a user id, a device...)."
+    )
+    state = fields.Selection(
+        [("pending", "Pending"), ("invoiced", "Invoiced")],
+        default="pending", required=True, readonly=True, index=True,
+    )
+    invoice_line_id = fields.Many2one(
+        "account.move.line", readonly=True, index="btree_not_null", ondelete="set null"
+    )
+    invoice_id = fields.Many2one(related="invoice_line_id.move_id", string="Invoice")
+    source = fields.Selection(
+        [("api", "HTTP API"), ("batch", "Python batch"), ("import", "Import"),
+         ("manual", "Manual")],
+        default="manual", required=True, readonly=True,
+    )
+
+    _sql_constraints = [
+        ("key_unique", "UNIQUE(subscription_id, key)",
+         "This idempotency key was already used for this subscription."),
+    ]
+
+    # ------------------------------------------------------------------ CRUD
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        """ORM path (form, CSV/XLSX import): the same validation and deduplication as
+        :meth:`_ingest`. A key already recorded returns the existing record instead of
+        failing, so re-importing a file is harmless."""
+        validator = self._make_validator()
+        source = "import" if self.env.context.get("import_file") else "manual"
+        prepared, existing = [], {}
+        for vals in vals_list:
+            event = {
+                "subscription": vals.get("subscription_id"),
+                "product": vals.get("product_id"),
+                "quantity": vals.get("quantity"),
+                "time": vals.get("event_time"),
+                "key": vals.get("key"),
+                "unique_value": vals.get("unique_value"),
+            }
+            row, reason = validator(event)
+            if reason:
+                raise ValidationError(reason)
+            prepared.append({**vals, **row, "source": vals.get("source", source)})
+        keys = {(p["subscription_id"], p["key"]) for p in prepared}
+        if keys:
+            for record in self.sudo().search([
+                ("subscription_id", "in", list({k[0] for k in keys})),
+                ("key", "in", list({k[1] for k in keys})),
+            ]):
+                existing[(record.subscription_id.id, record.key)] = record.id
+        to_create, refs = [], []
+        for vals in prepared:
+            ident = (vals["subscription_id"], vals["key"])
+            if ident not in existing:
+                existing[ident] = None  # created below; a later duplicate in this call maps to it
+                to_create.append(vals)
+            refs.append(ident)
+        created = super().create(to_create)
+        for record in created:
+            existing[(record.subscription_id.id, record.key)] = record.id
+        # One record per given vals, as callers (import) zip results with their input.
+        return self.browse([existing[ident] for ident in refs])
+
+    def write(self, vals):
+        if not self.env.context.get("flex_usage_billing") and any(
+            record.state == "invoiced" for record in self
+        ):
+            raise UserError(self.env._(
+                "Invoiced usage cannot be changed; record a correction instead."))
+        return super().write(vals)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_invoiced(self):
+        if any(record.state == "invoiced" for record in self):
+            raise UserError(self.env._(
+                "Invoiced usage cannot be deleted; record a correction instead."))
+
+    # -------------------------------------------------------------- ingestion
+
+    @api.model
+    def _make_validator(self, now=None):
+        """A function ``event -> (row, reason)`` with lookups cached for a whole batch.
+
+        ``event`` keys: ``subscription`` (id or reference), ``product`` (id or internal
+        reference), ``quantity``, ``time`` (ISO 8601 string, datetime; naive = UTC),
+        ``key``, ``unique_value`` (optional). ``row`` holds the column values of a valid
+        event; ``reason`` says, in the user's language, why an event is refused.
+        """
+        now = now or self.env.context.get("flex_now") or fields.Datetime.now()
+        env = self.env
+        _ = env._
+        subs_cache, products_cache = {}, {}
+        allowed_companies = set(env.companies.ids) if not env.su else None
+
+        def load_subscription(ref):
+            if ref in subs_cache:
+                return subs_cache[ref]
+            Subscription = env["flex.subscription"]
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                sub = Subscription.browse(ref).exists()
+            elif isinstance(ref, str) and ref.strip():
+                sub = Subscription.search([("name", "=", ref.strip())], limit=1)
+            else:
+                sub = Subscription
+            info = None
+            if sub and (allowed_companies is None or sub.company_id.id in allowed_companies):
+                metered = {}
+                for line in sub.line_ids:
+                    if line.product_id.flex_metered:
+                        metered[line.product_id.id] = line.product_id
+                info = (sub.id, sub.company_id.id, sub.state, sub.start_date, metered)
+            subs_cache[ref] = info
+            return info
+
+        def load_product(ref):
+            if ref in products_cache:
+                return products_cache[ref]
+            Product = env["product.product"].sudo()
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                product = Product.browse(ref).exists()
+            elif isinstance(ref, str) and ref.strip():
+                product = Product.search([("default_code", "=", ref.strip())], limit=1)
+            else:
+                product = Product
+            products_cache[ref] = product or None
+            return products_cache[ref]
+
+        def validate(event):
+            if not isinstance(event, dict):
+                return None, _("An event must be an object.")
+            key = event.get("key")
+            if not isinstance(key, str) or not key.strip():
+                return None, _("Missing idempotency key.")
+            if len(key) > MAX_KEY_LENGTH:
+                return None, _("The idempotency key is longer than %(max)s characters.",
+                               max=MAX_KEY_LENGTH)
+            sub = load_subscription(event.get("subscription"))
+            if not sub:
+                return None, _("Unknown subscription.")
+            sub_id, company_id, state, start_date, metered = sub
+            if state in ("draft", "closed"):
+                return None, _("The subscription is not running (%(state)s).", state=state)
+            product = load_product(event.get("product"))
+            if not product:
+                return None, _("Unknown product.")
+            if not product.flex_metered:
+                return None, _("Product %(product)s is not metered.",
+                               product=product.display_name)
+            if product.id not in metered:
+                return None, _("Product %(product)s is not on this subscription.",
+                               product=product.display_name)
+            quantity = event.get("quantity", 1)
+            if isinstance(quantity, bool) or not isinstance(quantity, int | float | str):
+                return None, _("The quantity must be a number.")
+            try:
+                quantity = float(quantity)
+            except ValueError:
+                return None, _("The quantity must be a number.")
+            if not math.isfinite(quantity):
+                return None, _("The quantity must be a number.")
+            if quantity < 0 and not product.flex_allow_corrections:
+                return None, _("Negative quantities are not allowed for %(product)s.",
+                               product=product.display_name)
+            when = _parse_time(event.get("time"))
+            if when is None:
+                return None, _("The event time is missing or not an ISO 8601 date-time.")
+            if when > now + FUTURE_TOLERANCE:
+                return None, _("The event time is more than a day in the future.")
+            if when.date() < start_date:
+                return None, _("The event time is before the subscription started.")
+            unique_value = event.get("unique_value")
+            if unique_value is not None:
+                if not isinstance(unique_value, str | int):
+                    return None, _("The unique value must be a string.")
+                unique_value = str(unique_value)
+                if len(unique_value) > MAX_UNIQUE_VALUE_LENGTH:
+                    return None, _("The unique value is too long.")
+            return {
+                "subscription_id": sub_id,
+                "company_id": company_id,
+                "product_id": product.id,
+                "quantity": quantity,
+                "event_time": when,
+                "key": key,
+                "unique_value": unique_value,
+            }, None
+
+        return validate
+
+    @api.model
+    def _ingest(self, events, source="batch"):
+        """Record a batch of usage events; the documented Python entry point.
+
+        Returns ``{"accepted": n, "duplicates": n, "rejected": n, "results": [...]}``
+        with one ``{"index", "key", "status", "reason"}`` per event, in order;
+        ``status`` is ``accepted``, ``duplicate`` or ``rejected``. Valid events are
+        written with ``INSERT ... ON CONFLICT DO NOTHING`` in pages: an event already
+        recorded — by an earlier call, a concurrent one, or earlier in the same batch —
+        is a duplicate, never an error. A rejected event writes nothing and does not
+        affect the others.
+        """
+        self.check_access("create")
+        validate = self._make_validator()
+        results, rows, row_index = [], [], []
+        seen = set()
+        for index, event in enumerate(events):
+            row, reason = validate(event)
+            key = event.get("key") if isinstance(event, dict) else None
+            if reason:
+                results.append({"index": index, "key": key, "status": "rejected",
+                                "reason": reason})
+                continue
+            ident = (row["subscription_id"], row["key"])
+            if ident in seen:
+                results.append({"index": index, "key": key, "status": "duplicate"})
+                continue
+            seen.add(ident)
+            results.append({"index": index, "key": key, "status": None})
+            rows.append(row)
+            row_index.append(index)
+        inserted = self._insert_rows(rows, source)
+        for row, index in zip(rows, row_index, strict=True):
+            ident = (row["subscription_id"], row["key"])
+            results[index]["status"] = "accepted" if ident in inserted else "duplicate"
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for result in results:
+            counts[result["status"]] += 1
+        return {
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": results,
+        }
+
+    @api.model
+    def _insert_rows(self, rows, source):
+        """Bulk insert; returns the ``(subscription_id, key)`` pairs actually inserted.
+        SQL because the ORM has no ``ON CONFLICT``, and it is 7× faster than ``create``."""
+        if not rows:
+            return set()
+        uid = self.env.uid
+        now = fields.Datetime.now()
+        values = [
+            (r["subscription_id"], r["company_id"], r["product_id"], r["quantity"],
+             r["event_time"], r["key"], r["unique_value"], "pending", source,
+             uid, now, uid, now)
+            for r in rows
+        ]
+        inserted = set()
+        for start in range(0, len(values), INSERT_PAGE_SIZE):
+            page = execute_values(
+                self.env.cr._obj,
+                """
+                INSERT INTO flex_usage (subscription_id, company_id, product_id, quantity,
+                    event_time, key, unique_value, state, source,
+                    create_uid, create_date, write_uid, write_date)
+                VALUES %s
+                ON CONFLICT (subscription_id, key) DO NOTHING
+                RETURNING subscription_id, key
+                """,
+                values[start:start + INSERT_PAGE_SIZE],
+                page_size=INSERT_PAGE_SIZE,
+                fetch=True,
+            )
+            inserted.update((sub_id, key) for sub_id, key in page)
+        self.env["flex.usage"].invalidate_model()
+        return inserted
+
+
+def _parse_time(value):
+    """UTC naive datetime from an ISO 8601 string or a datetime; ``None`` if invalid."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str) and 10 <= len(value) <= 40:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.replace(microsecond=0)
