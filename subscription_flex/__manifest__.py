@@ -1,7 +1,6 @@
 {
     "name": "Flexible Subscriptions",
-    "summary": "Subscription plans, price versions and recurring invoicing "
-    "for Odoo Community",
+    "summary": "Subscription plans, price versions and recurring invoicing for Odoo Community",
     "version": "18.0.1.0.0",
     "category": "Sales/Subscriptions",
     "website": "https://github.com/subscription-flex/subscription_flex",

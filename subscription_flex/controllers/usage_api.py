@@ -23,32 +23,53 @@ class UsageApi(http.Controller):
     body gets a 400 with a message and writes nothing; a retried batch is safe.
     """
 
-    @http.route("/flex/usage/v1/events", type="http", auth="bearer", methods=["POST"],
-                csrf=False, save_session=False)
+    @http.route(
+        "/flex/usage/v1/events",
+        type="http",
+        auth="bearer",
+        methods=["POST"],
+        csrf=False,
+        save_session=False,
+    )
     def post_events(self, **_kwargs):
         body = request.httprequest.get_data(cache=False, as_text=False)
         if len(body) > MAX_BODY_BYTES:
-            return self._error(413, request.env._(
-                "The body is larger than %(max)s bytes; send smaller batches.", max=MAX_BODY_BYTES))
+            return self._error(
+                413,
+                request.env._(
+                    "The body is larger than %(max)s bytes; send smaller batches.",
+                    max=MAX_BODY_BYTES,
+                ),
+            )
         try:
             payload = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError):
             return self._error(400, request.env._("The body is not valid JSON."))
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
-            return self._error(400, request.env._(
-                'The body must be an object with an "events" list.'))
+            return self._error(
+                400, request.env._('The body must be an object with an "events" list.')
+            )
         if not events:
             return self._error(400, request.env._("The events list is empty."))
         if len(events) > MAX_EVENTS:
-            return self._error(400, request.env._(
-                "At most %(max)s events per request (got %(count)s).",
-                max=MAX_EVENTS, count=len(events)))
+            return self._error(
+                400,
+                request.env._(
+                    "At most %(max)s events per request (got %(count)s).",
+                    max=MAX_EVENTS,
+                    count=len(events),
+                ),
+            )
         try:
             result = request.env["flex.usage"]._ingest(events, source="api")
         except AccessError:
-            return self._error(403, request.env._(
-                "This API key's user may not record usage (Subscriptions / User is needed)."))
+            return self._error(
+                403,
+                request.env._(
+                    "This API key's user may not record usage (Subscriptions / User is needed)."
+                ),
+            )
         return request.make_json_response(result, status=200)
 
     def _error(self, status, message):

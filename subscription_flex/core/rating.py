@@ -74,8 +74,9 @@ def _check_tiers(tiers):
         raise ValueError("tier bounds must increase")
 
 
-def rate(quantity, model, unit_price=0, decimals=2, package_size=1, tiers=(), included=0,
-         minimum=0):
+def rate(
+    quantity, model, unit_price=0, decimals=2, package_size=1, tiers=(), included=0, minimum=0
+):
     if model not in PRICING_MODELS:
         raise ValueError(f"unknown pricing model {model!r}")
     quantity = to_decimal(quantity)
@@ -96,8 +97,14 @@ def rate(quantity, model, unit_price=0, decimals=2, package_size=1, tiers=(), in
         if packages:
             parts.append((f"{packages} × {size}", packages, unit_price, total))
     else:
-        tiers = [Tier(None if t.up_to is None else to_decimal(t.up_to), to_decimal(t.unit_price),
-                      to_decimal(t.flat_fee)) for t in tiers]
+        tiers = [
+            Tier(
+                None if t.up_to is None else to_decimal(t.up_to),
+                to_decimal(t.unit_price),
+                to_decimal(t.flat_fee),
+            )
+            for t in tiers
+        ]
         _check_tiers(tiers)
         total = Decimal(0)
         if model == "graduated":
@@ -142,8 +149,8 @@ def _fmt(number):
 
 
 def describe(rating, included=0, unit_label="", decimals=2):
-    """One line a customer can check by hand, e.g.
-    ``12,500 calls, 1,000 included: 0–10,000: 10,000 × 0.010 = 100.00; 10,000+: 1,500 × 0.008 = 12.00``."""
+    """One line a customer can check by hand, e.g. ``12,500 calls, 1,000 included:
+    0–10,000: 10,000 × 0.010 = 100.00; 10,000+: 1,500 × 0.008 = 12.00``."""
     text = f"{_fmt(rating.quantity)}{' ' + unit_label if unit_label else ''}"
     if to_decimal(included):
         text += f", {_fmt(included)} included"

@@ -5,8 +5,12 @@ class AccountMove(models.Model):
     _inherit = "account.move"
 
     flex_subscription_id = fields.Many2one(
-        "flex.subscription", string="Subscription", index="btree_not_null", copy=False,
-        readonly=True, check_company=True,
+        "flex.subscription",
+        string="Subscription",
+        index="btree_not_null",
+        copy=False,
+        readonly=True,
+        check_company=True,
     )
     flex_billing_kind = fields.Selection(
         [("recurring", "Recurring"), ("usage_final", "Final usage")],
@@ -19,7 +23,7 @@ class AccountMove(models.Model):
     flex_period_end = fields.Date(string="Service To", copy=False, readonly=True)
 
     def init(self):
-        super().init()
+        result = super().init()
         # One recurring invoice per subscription and period, whatever the callers do
         # (two cron workers, a double click, a retry after a crash): the database says no.
         self.env.cr.execute(
@@ -37,6 +41,7 @@ class AccountMove(models.Model):
              WHERE flex_billing_kind = 'usage_final' AND move_type = 'out_invoice'
             """
         )
+        return result
 
     def write(self, vals):
         # _post sets ``checked`` move by move when the journal auto-checks on post; flex
@@ -57,7 +62,9 @@ class AccountMove(models.Model):
         )
         if to_post:
             to_post.with_context(flex_skip_noop_checked=True)._post(soft=False)
-        to_send = to_post.filtered(lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send")
+        to_send = to_post.filtered(
+            lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send"
+        )
         if to_send:
             # Odoo's own "send" cron renders and mails them in the background, in batches.
             to_send.sending_data = {

@@ -5,11 +5,16 @@ class AccountMoveLine(models.Model):
     _inherit = "account.move.line"
 
     flex_subscription_line_id = fields.Many2one(
-        "flex.subscription.line", string="Subscription Line", index="btree_not_null",
-        copy=False, readonly=True,
+        "flex.subscription.line",
+        string="Subscription Line",
+        index="btree_not_null",
+        copy=False,
+        readonly=True,
     )
     flex_line_kind = fields.Selection(
-        [("recurring", "Recurring"), ("usage", "Usage")], copy=False, readonly=True,
+        [("recurring", "Recurring"), ("usage", "Usage")],
+        copy=False,
+        readonly=True,
         string="Subscription Line Kind",
     )
     flex_period_start = fields.Date(string="Service From", copy=False)

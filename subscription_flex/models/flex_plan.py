@@ -28,12 +28,8 @@ class FlexPlan(models.Model):
         "res.company",
         help="Leave empty to share the plan between companies.",
     )
-    billing_interval = fields.Integer(
-        string="Bill Every", default=1, required=True
-    )
-    billing_unit = fields.Selection(
-        PERIOD_UNITS, string="Billing Unit", default="month", required=True
-    )
+    billing_interval = fields.Integer(string="Bill Every", default=1, required=True)
+    billing_unit = fields.Selection(PERIOD_UNITS, default="month", required=True)
     invoicing_timing = fields.Selection(
         [("advance", "In advance"), ("arrears", "In arrears")],
         default="advance",
@@ -89,12 +85,17 @@ class FlexPlan(models.Model):
     period_label = fields.Char(compute="_compute_period_label")
 
     _sql_constraints = [
-        ("billing_interval_positive", "CHECK(billing_interval > 0)",
-         "The billing interval must be at least 1."),
-        ("lengths_not_negative",
-         "CHECK(trial_length >= 0 AND term_length >= 0 AND commitment_length >= 0 "
-         "AND notice_length >= 0)",
-         "Trial, term, minimum term and notice cannot be negative."),
+        (
+            "billing_interval_positive",
+            "CHECK(billing_interval > 0)",
+            "The billing interval must be at least 1.",
+        ),
+        (
+            "lengths_not_negative",
+            "CHECK(trial_length >= 0 AND term_length >= 0 AND commitment_length >= 0 "
+            "AND notice_length >= 0)",
+            "Trial, term, minimum term and notice cannot be negative.",
+        ),
     ]
 
     @api.depends("subscription_ids")
@@ -122,8 +123,10 @@ class FlexPlan(models.Model):
         for plan in self:
             if plan.term_type == "fixed" and plan.term_length <= 0:
                 raise models.ValidationError(
-                    self.env._("A fixed-term plan needs a term length (plan %(plan)s).",
-                               plan=plan.display_name)
+                    self.env._(
+                        "A fixed-term plan needs a term length (plan %(plan)s).",
+                        plan=plan.display_name,
+                    )
                 )
 
     def months_per_period(self):

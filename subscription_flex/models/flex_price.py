@@ -31,11 +31,11 @@ class FlexPrice(models.Model):
     currency_id = fields.Many2one(
         "res.currency", required=True, default=lambda self: self.env.company.currency_id
     )
-    date_start = fields.Date(
-        string="Valid From", required=True, default=fields.Date.context_today
-    )
+    date_start = fields.Date(string="Valid From", required=True, default=fields.Date.context_today)
     price_unit = fields.Float(
-        string="Unit Price", required=True, digits="Subscription Unit Price",
+        string="Unit Price",
+        required=True,
+        digits="Subscription Unit Price",
         help="Recurring products: the price of one unit per period. Metered products: the "
         "price of one unit (per unit), of one package (package).",
     )
@@ -70,8 +70,11 @@ class FlexPrice(models.Model):
         ),
         ("price_not_negative", "CHECK(price_unit >= 0)", "A price cannot be negative."),
         ("package_positive", "CHECK(package_size > 0)", "A package size must be positive."),
-        ("usage_terms_not_negative", "CHECK(included_quantity >= 0 AND minimum_charge >= 0)",
-         "Included quantities and minimum charges cannot be negative."),
+        (
+            "usage_terms_not_negative",
+            "CHECK(included_quantity >= 0 AND minimum_charge >= 0)",
+            "Included quantities and minimum charges cannot be negative.",
+        ),
     ]
 
     @api.constrains("pricing_model", "tier_ids")
@@ -82,16 +85,21 @@ class FlexPrice(models.Model):
             try:
                 rating.rate(0, price.pricing_model, tiers=price._get_tiers())
             except ValueError:
-                raise ValidationError(self.env._(
-                    "The tiers of %(price)s must have increasing bounds, and only the last "
-                    "one may be open-ended.", price=price.display_name))
+                raise ValidationError(
+                    self.env._(
+                        "The tiers of %(price)s must have increasing bounds, and only the last "
+                        "one may be open-ended.",
+                        price=price.display_name,
+                    )
+                )
 
     def _get_tiers(self):
         self.ensure_one()
         return [
             rating.Tier(
                 None if tier.open_ended else Decimal(repr(tier.up_to)),
-                Decimal(repr(tier.unit_price)), Decimal(repr(tier.flat_fee)),
+                Decimal(repr(tier.unit_price)),
+                Decimal(repr(tier.flat_fee)),
             )
             for tier in self.tier_ids.sorted(lambda t: (t.open_ended, t.up_to, t.id))
         ]
@@ -100,10 +108,14 @@ class FlexPrice(models.Model):
         """:class:`core.rating.Rating` of ``quantity`` units with this version's terms."""
         self.ensure_one()
         return rating.rate(
-            quantity, self.pricing_model, unit_price=Decimal(repr(self.price_unit)),
-            decimals=self.currency_id.decimal_places, package_size=self.package_size,
+            quantity,
+            self.pricing_model,
+            unit_price=Decimal(repr(self.price_unit)),
+            decimals=self.currency_id.decimal_places,
+            package_size=self.package_size,
             tiers=self._get_tiers() if self.pricing_model in ("graduated", "volume") else (),
-            included=self.included_quantity, minimum=self.minimum_charge,
+            included=self.included_quantity,
+            minimum=self.minimum_charge,
         )
 
     @api.depends("plan_id", "product_id", "date_start", "currency_id")

@@ -9,7 +9,7 @@ class FlexPriceTier(models.Model):
     price_id = fields.Many2one("flex.price", required=True, ondelete="cascade", index=True)
     currency_id = fields.Many2one(related="price_id.currency_id")
     up_to = fields.Float(
-        string="Up To", digits="Product Unit of Measure",
+        digits="Product Unit of Measure",
         help="Inclusive upper bound of the tier, in billable units.",
     )
     open_ended = fields.Boolean(string="And Beyond", help="The last tier: no upper bound.")
@@ -17,6 +17,9 @@ class FlexPriceTier(models.Model):
     flat_fee = fields.Monetary(currency_field="currency_id")
 
     _sql_constraints = [
-        ("tier_not_negative", "CHECK(up_to >= 0 AND unit_price >= 0 AND flat_fee >= 0)",
-         "Tier bounds and prices cannot be negative."),
+        (
+            "tier_not_negative",
+            "CHECK(up_to >= 0 AND unit_price >= 0 AND flat_fee >= 0)",
+            "Tier bounds and prices cannot be negative.",
+        ),
     ]

@@ -26,7 +26,11 @@ class FlexSubscription(models.Model):
         string="Reference", required=True, copy=False, readonly=True, default="/", index="trigram"
     )
     partner_id = fields.Many2one(
-        "res.partner", string="Customer", required=True, tracking=True, index=True,
+        "res.partner",
+        string="Customer",
+        required=True,
+        tracking=True,
+        index=True,
         check_company=True,
     )
     commercial_partner_id = fields.Many2one(
@@ -66,9 +70,7 @@ class FlexSubscription(models.Model):
         group_expand="_group_expand_states",
     )
     line_ids = fields.One2many("flex.subscription.line", "subscription_id", copy=True)
-    start_date = fields.Date(
-        required=True, default=fields.Date.context_today, tracking=True
-    )
+    start_date = fields.Date(required=True, default=fields.Date.context_today, tracking=True)
     trial_end_date = fields.Date(
         copy=False, readonly=True, help="First day after the trial: the first billed day."
     )
@@ -77,20 +79,25 @@ class FlexSubscription(models.Model):
         readonly=True,
         help="Start of the first billed period; every period is computed from it.",
     )
-    next_period_start = fields.Date(
-        copy=False, help="First day of the next period to invoice."
-    )
+    next_period_start = fields.Date(copy=False, help="First day of the next period to invoice.")
     next_invoice_date = fields.Date(
-        compute="_compute_next_invoice_date", store=True, index=True, tracking=True,
+        compute="_compute_next_invoice_date",
+        store=True,
+        index=True,
+        tracking=True,
         help="Day the next period becomes due: its first day when invoiced in advance, "
         "the day after it ends when invoiced in arrears.",
     )
     term_end_date = fields.Date(
-        copy=False, readonly=True, tracking=True,
+        copy=False,
+        readonly=True,
+        tracking=True,
         help="Fixed-term plans: end of the current term (exclusive).",
     )
     end_date = fields.Date(
-        copy=False, readonly=True, tracking=True,
+        copy=False,
+        readonly=True,
+        tracking=True,
         help="Day the service ends (exclusive): nothing is invoiced from this day on.",
     )
     close_date = fields.Date(copy=False, readonly=True, tracking=True)
@@ -99,7 +106,8 @@ class FlexSubscription(models.Model):
     pause_date = fields.Date(copy=False, readonly=True)
     invoicing_error = fields.Text(copy=False, readonly=True)
     invoicing_error_date = fields.Date(
-        copy=False, readonly=True,
+        copy=False,
+        readonly=True,
         help="Day the last invoicing attempt failed; the cron retries on the next day.",
     )
     grandfathered = fields.Boolean(
@@ -123,11 +131,15 @@ class FlexSubscription(models.Model):
     invoice_ids = fields.One2many("account.move", "flex_subscription_id", string="Invoices")
     invoice_count = fields.Integer(compute="_compute_invoice_count")
     recurring_total = fields.Monetary(
-        string="Recurring Amount", compute="_compute_recurring_total", store=True,
+        string="Recurring Amount",
+        compute="_compute_recurring_total",
+        store=True,
         help="Untaxed amount of one billing period.",
     )
     mrr = fields.Monetary(
-        string="MRR", compute="_compute_recurring_total", store=True,
+        string="MRR",
+        compute="_compute_recurring_total",
+        store=True,
         help="Monthly recurring revenue: the recurring amount normalised to one month.",
     )
     commitment_end_date = fields.Date(compute="_compute_commitment_end_date", store=True)
@@ -139,7 +151,11 @@ class FlexSubscription(models.Model):
     billing_period_label = fields.Char(related="plan_id.period_label")
 
     _sql_constraints = [
-        ("name_company_unique", "UNIQUE(name, company_id)", "Subscription references must be unique."),
+        (
+            "name_company_unique",
+            "UNIQUE(name, company_id)",
+            "Subscription references must be unique.",
+        ),
     ]
 
     # ------------------------------------------------------------------ computes
@@ -206,8 +222,13 @@ class FlexSubscription(models.Model):
                 sub.commitment_end_date = False
 
     @api.depends(
-        "next_period_start", "billing_anchor_date", "end_date", "state",
-        "plan_id.billing_interval", "plan_id.billing_unit", "plan_id.invoicing_timing",
+        "next_period_start",
+        "billing_anchor_date",
+        "end_date",
+        "state",
+        "plan_id.billing_interval",
+        "plan_id.billing_unit",
+        "plan_id.invoicing_timing",
     )
     def _compute_next_invoice_date(self):
         for sub in self:
@@ -221,9 +242,16 @@ class FlexSubscription(models.Model):
 
     @api.depends_context("flex_today")
     @api.depends(
-        "start_date", "state", "end_date", "term_end_date", "billing_anchor_date",
-        "plan_id.commitment_length", "plan_id.commitment_unit",
-        "plan_id.notice_length", "plan_id.notice_unit", "plan_id.term_type",
+        "start_date",
+        "state",
+        "end_date",
+        "term_end_date",
+        "billing_anchor_date",
+        "plan_id.commitment_length",
+        "plan_id.commitment_unit",
+        "plan_id.notice_length",
+        "plan_id.notice_unit",
+        "plan_id.term_type",
     )
     def _compute_end_rule(self):
         units = dict(PERIOD_UNITS)
@@ -232,15 +260,21 @@ class FlexSubscription(models.Model):
             plan = sub.plan_id
             parts = []
             if plan.commitment_length:
-                parts.append(self.env._(
-                    "minimum term %(length)s %(unit)s",
-                    length=plan.commitment_length, unit=units[plan.commitment_unit].lower(),
-                ))
+                parts.append(
+                    self.env._(
+                        "minimum term %(length)s %(unit)s",
+                        length=plan.commitment_length,
+                        unit=units[plan.commitment_unit].lower(),
+                    )
+                )
             if plan.notice_length:
-                parts.append(self.env._(
-                    "notice %(length)s %(unit)s",
-                    length=plan.notice_length, unit=units[plan.notice_unit].lower(),
-                ))
+                parts.append(
+                    self.env._(
+                        "notice %(length)s %(unit)s",
+                        length=plan.notice_length,
+                        unit=units[plan.notice_unit].lower(),
+                    )
+                )
             if plan.term_type == "fixed":
                 parts.append(self.env._("ends at the end of a term"))
             else:
@@ -286,12 +320,12 @@ class FlexSubscription(models.Model):
                 )
         return super().create(vals_list)
 
-    def unlink(self):
+    @api.ondelete(at_uninstall=False)
+    def _unlink_only_drafts(self):
         if any(sub.state != "draft" for sub in self):
             raise UserError(
                 self.env._("Only draft subscriptions can be deleted; close the others instead.")
             )
-        return super().unlink()
 
     # --------------------------------------------------------------- onchanges
 
@@ -302,11 +336,15 @@ class FlexSubscription(models.Model):
             return
         commands = [fields.Command.clear()]
         for tmpl in self.plan_id.line_ids.filtered(lambda line: not line.optional):
-            commands.append(fields.Command.create({
-                "product_id": tmpl.product_id.id,
-                "name": tmpl.name or False,
-                "quantity": tmpl.quantity,
-            }))
+            commands.append(
+                fields.Command.create(
+                    {
+                        "product_id": tmpl.product_id.id,
+                        "name": tmpl.name or False,
+                        "quantity": tmpl.quantity,
+                    }
+                )
+            )
         self.line_ids = commands
 
     # ---------------------------------------------------------------- actions
@@ -318,7 +356,9 @@ class FlexSubscription(models.Model):
                 raise UserError(self.env._("Only draft subscriptions can be started."))
             if not sub.line_ids:
                 raise UserError(
-                    self.env._("Add at least one line to %(name)s before starting it.", name=sub.name)
+                    self.env._(
+                        "Add at least one line to %(name)s before starting it.", name=sub.name
+                    )
                 )
             plan = sub.plan_id
             trial_end = P.add_interval(sub.start_date, plan.trial_length, plan.trial_unit)
@@ -341,8 +381,9 @@ class FlexSubscription(models.Model):
         for sub in self:
             if sub.state not in ("active", "trial"):
                 raise UserError(
-                    self.env._("Only running subscriptions can be paused (%(name)s is not).",
-                               name=sub.name)
+                    self.env._(
+                        "Only running subscriptions can be paused (%(name)s is not).", name=sub.name
+                    )
                 )
         self.write({"state": "paused", "pause_date": self._today()})
         return True
@@ -360,8 +401,12 @@ class FlexSubscription(models.Model):
             if sub.end_date and sub.end_date <= today and sub.plan_id.term_type == "evergreen":
                 vals["state"] = "to_close"
             sub.write(vals)
-            sub.message_post(body=self.env._("Subscription resumed; billing restarts on %(date)s.",
-                                             date=format_date(self.env, sub.next_period_start)))
+            sub.message_post(
+                body=self.env._(
+                    "Subscription resumed; billing restarts on %(date)s.",
+                    date=format_date(self.env, sub.next_period_start),
+                )
+            )
         return True
 
     def action_open_close_wizard(self):
@@ -393,18 +438,22 @@ class FlexSubscription(models.Model):
             if sub.state == "paused" and end <= today:
                 sub._close(today, reason, note)
                 continue
-            sub.write({
-                "state": "to_close",
-                "end_date": end,
-                "close_reason_id": reason.id if reason else False,
-                "close_note": note,
-            })
-            sub.message_post(body=self.env._(
-                "Cancellation requested; the service ends on %(date)s (last day of service "
-                "%(last)s).",
-                date=format_date(self.env, end),
-                last=format_date(self.env, end - timedelta(days=1)),
-            ))
+            sub.write(
+                {
+                    "state": "to_close",
+                    "end_date": end,
+                    "close_reason_id": reason.id if reason else False,
+                    "close_note": note,
+                }
+            )
+            sub.message_post(
+                body=self.env._(
+                    "Cancellation requested; the service ends on %(date)s (last day of service "
+                    "%(last)s).",
+                    date=format_date(self.env, end),
+                    last=format_date(self.env, end - timedelta(days=1)),
+                )
+            )
         return True
 
     def action_undo_close(self):
@@ -413,12 +462,14 @@ class FlexSubscription(models.Model):
                 raise UserError(self.env._("Only a scheduled cancellation can be undone."))
             plan = sub.plan_id
             keep_end = plan.term_type == "fixed" and not plan.auto_renew
-            sub.write({
-                "state": "active",
-                "end_date": sub.term_end_date if keep_end else False,
-                "close_reason_id": False,
-                "close_note": False,
-            })
+            sub.write(
+                {
+                    "state": "active",
+                    "end_date": sub.term_end_date if keep_end else False,
+                    "close_reason_id": False,
+                    "close_note": False,
+                }
+            )
             sub.message_post(body=self.env._("Scheduled cancellation undone."))
         return True
 
@@ -441,8 +492,12 @@ class FlexSubscription(models.Model):
             raise UserError(self.env._("Nothing to invoice: the subscription is not running."))
         moves = due._create_recurring_invoices(self._today())
         if not moves:
-            raise UserError(self.env._("Nothing is due yet: the next invoice is due on %(date)s.",
-                                       date=format_date(self.env, self[:1].next_invoice_date)))
+            raise UserError(
+                self.env._(
+                    "Nothing is due yet: the next invoice is due on %(date)s.",
+                    date=format_date(self.env, self[:1].next_invoice_date),
+                )
+            )
         return self._action_view_moves(moves)
 
     def action_view_invoices(self):
@@ -450,7 +505,9 @@ class FlexSubscription(models.Model):
         return self._action_view_moves(self.invoice_ids)
 
     def _action_view_moves(self, moves):
-        action = self.env["ir.actions.act_window"]._for_xml_id("account.action_move_out_invoice_type")
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "account.action_move_out_invoice_type"
+        )
         action["domain"] = [("id", "in", moves.ids)]
         action["context"] = {"default_move_type": "out_invoice", "create": False}
         if len(moves) == 1:
@@ -475,7 +532,9 @@ class FlexSubscription(models.Model):
             return None
         plan = self.plan_id
         period = P.period_containing(
-            self.billing_anchor_date, plan.billing_interval, plan.billing_unit,
+            self.billing_anchor_date,
+            plan.billing_interval,
+            plan.billing_unit,
             self.next_period_start,
         )
         end = min(period.end, self.end_date) if self.end_date else period.end
@@ -492,24 +551,36 @@ class FlexSubscription(models.Model):
         if plan.term_type == "fixed":
             # Terms are the boundaries: a fixed-term subscription ends at a term's end.
             return P.earliest_end_date(
-                self.start_date, earliest_day, commitment, (0, "day"),
-                self.start_date, plan.term_length, plan.term_unit,
+                self.start_date,
+                earliest_day,
+                commitment,
+                (0, "day"),
+                self.start_date,
+                plan.term_length,
+                plan.term_unit,
             )
         anchor = self.billing_anchor_date or self.start_date
         return P.earliest_end_date(
-            self.start_date, earliest_day, commitment, (0, "day"),
-            anchor, plan.billing_interval, plan.billing_unit,
+            self.start_date,
+            earliest_day,
+            commitment,
+            (0, "day"),
+            anchor,
+            plan.billing_interval,
+            plan.billing_unit,
         )
 
     def _close(self, day, reason=None, note=None):
         self.ensure_one()
-        self.write({
-            "state": "closed",
-            "close_date": day,
-            "end_date": self.end_date if self.end_date and self.end_date <= day else day,
-            "close_reason_id": (reason or self.close_reason_id).id,
-            "close_note": note or self.close_note,
-        })
+        self.write(
+            {
+                "state": "closed",
+                "close_date": day,
+                "end_date": self.end_date if self.end_date and self.end_date <= day else day,
+                "close_reason_id": (reason or self.close_reason_id).id,
+                "close_note": note or self.close_note,
+            }
+        )
 
     def _get_due_periods(self, today):
         self.ensure_one()
@@ -517,8 +588,13 @@ class FlexSubscription(models.Model):
             return []
         plan = self.plan_id
         return P.due_periods(
-            self.billing_anchor_date, plan.billing_interval, plan.billing_unit,
-            self.next_period_start, today, plan.invoicing_timing, stop=self.end_date or None,
+            self.billing_anchor_date,
+            plan.billing_interval,
+            plan.billing_unit,
+            self.next_period_start,
+            today,
+            plan.invoicing_timing,
+            stop=self.end_date or None,
         )
 
     def _get_invoice_journal(self):
@@ -527,8 +603,10 @@ class FlexSubscription(models.Model):
         if journal and journal.company_id == self.company_id:
             return journal
         return self.env["account.journal"].search(
-            [*self.env["account.journal"]._check_company_domain(self.company_id),
-             ("type", "=", "sale")],
+            [
+                *self.env["account.journal"]._check_company_domain(self.company_id),
+                ("type", "=", "sale"),
+            ],
             limit=1,
         )
 
@@ -559,8 +637,11 @@ class FlexSubscription(models.Model):
             "invoice_line_ids": [fields.Command.create(vals) for vals in lines_vals],
             # What _post would set move by move (one write per invoice) when the journal
             # auto-checks on post; see account.move._flex_finalize.
-            **({"checked": True} if self.plan_id.invoicing_mode in ("post", "send")
-               and journal.autocheck_on_post else {}),
+            **(
+                {"checked": True}
+                if self.plan_id.invoicing_mode in ("post", "send") and journal.autocheck_on_post
+                else {}
+            ),
         }
 
     def _add_invoice_line_amounts(self, lines_vals, lines_taxes):
@@ -594,7 +675,8 @@ class FlexSubscription(models.Model):
         for vals, base_line in zip(lines_vals, base_lines, strict=True):
             details = base_line["tax_details"]
             vals["amount_currency"] = -(
-                details["total_excluded_currency"] + details["delta_total_excluded_currency"])
+                details["total_excluded_currency"] + details["delta_total_excluded_currency"]
+            )
             vals["balance"] = -(details["total_excluded"] + details["delta_total_excluded"])
 
     def _prepare_invoice_line_vals(self, line, period, price_unit, accounts, taxes):
@@ -614,12 +696,53 @@ class FlexSubscription(models.Model):
             "flex_period_end": period.last_day,
         }
 
+    @api.model
+    def _collect_price_requests(self, due):
+        """Price-version look-ups needed by the recurring lines of ``due`` invoices."""
+        requests = []
+        for sub, slots in due.items():
+            if sub.grandfathered:
+                continue
+            for line in sub.line_ids.filtered(lambda line: not line.price_overridden):
+                requests.extend(
+                    (sub.plan_id.id, line.product_id.id, sub.currency_id.id, period.start)
+                    for period, kind in slots
+                    if kind == "recurring"
+                )
+        return requests
+
+    def _prepare_base_lines(self, period, kind, prices, journal, accounts_for):
+        """Recurring (not metered) lines of one invoice, priced with the version valid on
+        the period's first day: ``(lines_vals, lines_taxes)``."""
+        self.ensure_one()
+        lines_vals, lines_taxes = [], []
+        for line in self.line_ids:
+            product = line.product_id
+            if not product.active:
+                raise UserError(
+                    self.env._("Product %(product)s is archived.", product=product.display_name)
+                )
+            if product.flex_metered or kind != "recurring":
+                continue  # rated from usage
+            price = line.price_unit
+            if not line.price_overridden and not self.grandfathered:
+                versioned = prices.get(
+                    (self.plan_id.id, product.id, self.currency_id.id, period.start)
+                )
+                if versioned is not None:
+                    price = versioned
+            account, taxes = accounts_for(line, journal)
+            lines_vals.append(self._prepare_invoice_line_vals(line, period, price, account, taxes))
+            lines_taxes.append(taxes)
+        return lines_vals, lines_taxes
+
     def _prepare_invoices_vals(self, today):
         """Invoice values for every period due in ``self``.
 
-        Returns ``(vals_list, errors)``: ``errors`` maps a subscription to the message
-        that kept it from being invoiced (archived product, missing account, ...), so
-        one broken subscription never blocks the batch.
+        Returns ``(vals_list, errors, skipped)``: ``errors`` maps a subscription to the
+        message that kept it from being invoiced (archived product, missing account, ...),
+        so one broken subscription never blocks the batch; ``skipped`` lists the periods
+        that had nothing to bill.
         """
         vals_list, errors, skipped = [], {}, defaultdict(list)
         due = {}
@@ -630,14 +753,7 @@ class FlexSubscription(models.Model):
             if slots:
                 due[sub] = slots
         # One price query for the whole batch.
-        requests = []
-        for sub, slots in due.items():
-            for line in sub.line_ids:
-                if not line.price_overridden and not sub.grandfathered:
-                    requests.extend(
-                        (sub.plan_id.id, line.product_id.id, sub.currency_id.id, p.start)
-                        for p, kind in slots if kind == "recurring"
-                    )
+        requests = self._collect_price_requests(due)
         prices = self.env["flex.price"]._get_price_map(requests)
         accounts_cache, taxes_cache, journals = {}, {}, {}
 
@@ -657,8 +773,11 @@ class FlexSubscription(models.Model):
 
         # Usage of every invoice of the batch, rated in one SQL aggregation.
         cuts = {
-            (sub, period.start, kind): period.end if kind == "usage_final" else sub._usage_cut(period)
-            for sub, slots in due.items() for period, kind in slots
+            (sub, period.start, kind): period.end
+            if kind == "usage_final"
+            else sub._usage_cut(period)
+            for sub, slots in due.items()
+            for period, kind in slots
         }
         usage_lines = self._prepare_usage_lines(cuts, journal_for, accounts_for)
         Tax = self.env["account.tax"]
@@ -666,27 +785,15 @@ class FlexSubscription(models.Model):
             try:
                 journal = journal_for(sub)
                 if not journal:
-                    raise UserError(self.env._(
-                        "No sales journal in company %(company)s.", company=sub.company_id.name))
+                    raise UserError(
+                        self.env._(
+                            "No sales journal in company %(company)s.", company=sub.company_id.name
+                        )
+                    )
                 for period, kind in slots:
-                    lines_vals, lines_taxes = [], []
-                    for line in sub.line_ids:
-                        product = line.product_id
-                        if not product.active:
-                            raise UserError(self.env._(
-                                "Product %(product)s is archived.", product=product.display_name))
-                        if product.flex_metered or kind != "recurring":
-                            continue  # rated from usage below
-                        price = line.price_unit
-                        if not line.price_overridden and not sub.grandfathered:
-                            versioned = prices.get(
-                                (sub.plan_id.id, product.id, sub.currency_id.id, period.start))
-                            if versioned is not None:
-                                price = versioned
-                        account, taxes = accounts_for(line, journal)
-                        lines_vals.append(sub._prepare_invoice_line_vals(
-                            line, period, price, account, taxes))
-                        lines_taxes.append(taxes)
+                    lines_vals, lines_taxes = sub._prepare_base_lines(
+                        period, kind, prices, journal, accounts_for
+                    )
                     for usage_vals in usage_lines.get((sub, period.start, kind), []):
                         lines_vals.append(usage_vals)
                         lines_taxes.append(Tax.browse(usage_vals["tax_ids"][0][2]))
@@ -712,7 +819,9 @@ class FlexSubscription(models.Model):
         """
         vals_list, errors, skipped = self._prepare_invoices_vals(today)
         Move = self.env["account.move"].with_context(
-            default_move_type="out_invoice", mail_create_nolog=True, tracking_disable=True,
+            default_move_type="out_invoice",
+            mail_create_nolog=True,
+            tracking_disable=True,
             mail_notrack=True,
         )
         # New draft lines have no analytic items to resync: skip the per-line rewrite of
@@ -728,8 +837,9 @@ class FlexSubscription(models.Model):
                 moves = MoveCreate.create(vals_list).with_env(Move.env)
                 moves._flex_finalize()
         except Exception:  # noqa: BLE001 - isolate the culprit below, never lose the batch
-            _logger.info("Batch invoicing failed; retrying subscription by subscription",
-                         exc_info=True)
+            _logger.info(
+                "Batch invoicing failed; retrying subscription by subscription", exc_info=True
+            )
             moves = self.env["account.move"]
             for sub_id, sub_vals in by_sub.items():
                 sub = self.browse(sub_id)
@@ -740,7 +850,11 @@ class FlexSubscription(models.Model):
                     moves |= sub_moves
                 except Exception as error:  # noqa: BLE001 - logged on the subscription
                     self.env.invalidate_all()
-                    errors[sub] = str(getattr(error, "args", [error])[0] if getattr(error, "args", None) else error)
+                    errors[sub] = str(
+                        getattr(error, "args", [error])[0]
+                        if getattr(error, "args", None)
+                        else error
+                    )
         if moves:
             self._mark_usage_invoiced(moves)
         for sub in skipped:
@@ -760,14 +874,19 @@ class FlexSubscription(models.Model):
         usage_until = {}
         for move in moves:
             sub = move.flex_subscription_id
-            cut = (move.flex_period_end + timedelta(days=1)
-                   if move.flex_billing_kind == "usage_final"
-                   or sub.plan_id.invoicing_timing == "arrears" else move.flex_period_start)
+            cut = (
+                move.flex_period_end + timedelta(days=1)
+                if move.flex_billing_kind == "usage_final"
+                or sub.plan_id.invoicing_timing == "arrears"
+                else move.flex_period_start
+            )
             usage_until[sub] = max(usage_until.get(sub, cut), cut)
             if move.flex_billing_kind == "recurring":
                 last_end[sub.id].append(move.flex_period_end)
         for sub, cut in usage_until.items():
-            if sub.has_metered_lines and (not sub.usage_billed_until or cut > sub.usage_billed_until):
+            if sub.has_metered_lines and (
+                not sub.usage_billed_until or cut > sub.usage_billed_until
+            ):
                 sub.usage_billed_until = cut
         # One write per distinct set of values (a batch mostly shares one next period
         # start) instead of one per subscription: the recomputation of next_invoice_date
@@ -787,11 +906,11 @@ class FlexSubscription(models.Model):
         for sub, message in errors.items():
             sub.write({"invoicing_error": message, "invoicing_error_date": today})
         activity_type = self.env.ref("mail.mail_activity_data_warning", raise_if_not_found=False)
+        summary = self.env._("Invoicing failed")
         for sub, message in errors.items():
             body = self.env._("Recurring invoicing failed: %(error)s", error=message)
             sub.message_post(body=body)
-            summary = self.env._("Invoicing failed")
-            if not sub.activity_ids.filtered(lambda a: a.summary == summary):
+            if summary not in sub.activity_ids.mapped("summary"):
                 sub.activity_schedule(
                     activity_type_id=activity_type.id if activity_type else False,
                     summary=summary,
@@ -805,8 +924,12 @@ class FlexSubscription(models.Model):
             plan = sub.plan_id
             if sub.state == "trial" and sub.trial_end_date and sub.trial_end_date <= today:
                 sub.state = "active"
-            if plan.term_type == "fixed" and plan.auto_renew and sub.term_end_date \
-                    and sub.state in ("active", "paused"):
+            if (
+                plan.term_type == "fixed"
+                and plan.auto_renew
+                and sub.term_end_date
+                and sub.state in ("active", "paused")
+            ):
                 term_end = sub.term_end_date
                 renewals = 0
                 while term_end <= today:
@@ -814,11 +937,18 @@ class FlexSubscription(models.Model):
                     renewals += 1
                 if renewals:
                     sub.term_end_date = term_end
-                    sub.message_post(body=self.env._(
-                        "Term renewed until %(date)s.",
-                        date=format_date(self.env, term_end - timedelta(days=1))))
-            if sub.end_date and sub.end_date <= today and sub.state in ("active", "to_close") \
-                    and not sub._next_period():
+                    sub.message_post(
+                        body=self.env._(
+                            "Term renewed until %(date)s.",
+                            date=format_date(self.env, term_end - timedelta(days=1)),
+                        )
+                    )
+            if (
+                sub.end_date
+                and sub.end_date <= today
+                and sub.state in ("active", "to_close")
+                and not sub._next_period()
+            ):
                 if sub._needs_final_usage_invoice(today):
                     # Bills the last usage, then comes back here to close.
                     sub._create_recurring_invoices(today)
@@ -836,7 +966,9 @@ class FlexSubscription(models.Model):
         return [
             ("state", "in", BILLABLE_STATES),
             ("next_invoice_date", "<=", today),
-            "|", ("invoicing_error_date", "=", False), ("invoicing_error_date", "<", today),
+            "|",
+            ("invoicing_error_date", "=", False),
+            ("invoicing_error_date", "<", today),
         ]
 
     @api.model
@@ -874,12 +1006,21 @@ class FlexSubscription(models.Model):
     @api.model
     def _cron_update_lifecycle(self):
         today = self._today()
-        subs = self.search([
-            "|", "|",
-            "&", ("state", "=", "trial"), ("trial_end_date", "<=", today),
-            "&", ("state", "in", ("active", "to_close")), ("end_date", "<=", today),
-            "&", ("state", "in", ("active", "paused")), ("term_end_date", "<=", today),
-        ])
+        subs = self.search(
+            [
+                "|",
+                "|",
+                "&",
+                ("state", "=", "trial"),
+                ("trial_end_date", "<=", today),
+                "&",
+                ("state", "in", ("active", "to_close")),
+                ("end_date", "<=", today),
+                "&",
+                ("state", "in", ("active", "paused")),
+                ("term_end_date", "<=", today),
+            ]
+        )
         for batch in split_every(500, subs.ids, self.browse):
             batch._update_lifecycle(today)
         return subs

@@ -28,7 +28,10 @@ class FlexSubscriptionLine(models.Model):
     name = fields.Char(string="Description")
     quantity = fields.Float(default=1.0, digits="Product Unit of Measure", required=True)
     price_unit = fields.Monetary(
-        compute="_compute_price_unit", store=True, readonly=False, precompute=True,
+        compute="_compute_price_unit",
+        store=True,
+        readonly=False,
+        precompute=True,
         currency_field="currency_id",
     )
     price_overridden = fields.Boolean(
@@ -42,8 +45,11 @@ class FlexSubscriptionLine(models.Model):
 
     _sql_constraints = [
         ("quantity_positive", "CHECK(quantity >= 0)", "A quantity cannot be negative."),
-        ("discount_range", "CHECK(discount >= 0 AND discount <= 100)",
-         "A discount is between 0 and 100%."),
+        (
+            "discount_range",
+            "CHECK(discount >= 0 AND discount <= 100)",
+            "A discount is between 0 and 100%.",
+        ),
     ]
 
     @api.depends("product_id")
@@ -121,8 +127,7 @@ class FlexSubscriptionLine(models.Model):
         """Income account as ``account.move.line._compute_account_id`` picks it."""
         self.ensure_one()
         sub = self.subscription_id
-        accounts = (
-            self.with_company(sub.company_id)
-            .product_id.product_tmpl_id.get_product_accounts(fiscal_pos=sub.fiscal_position_id)
-        )
+        accounts = self.with_company(
+            sub.company_id
+        ).product_id.product_tmpl_id.get_product_accounts(fiscal_pos=sub.fiscal_position_id)
         return accounts["income"] or journal.default_account_id

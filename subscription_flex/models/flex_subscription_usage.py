@@ -2,9 +2,10 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
+from markupsafe import Markup
+
 from odoo import api, fields, models
 from odoo.tools import format_date, formatLang
-from markupsafe import Markup
 
 from ..core import periods as P
 from ..core import rating
@@ -28,10 +29,11 @@ class FlexSubscription(models.Model):
     _inherit = "flex.subscription"
 
     usage_billed_until = fields.Date(
-        copy=False, readonly=True,
+        copy=False,
+        readonly=True,
         help="Usage before this day has been invoiced (late events excepted).",
     )
-    usage_ids = fields.One2many("flex.usage", "subscription_id", string="Usage")
+    usage_ids = fields.One2many("flex.usage", "subscription_id")
     has_metered_lines = fields.Boolean(compute="_compute_has_metered_lines")
     usage_summary_html = fields.Html(
         compute="_compute_usage_summary_html", sanitize=False, string="Current Usage"
@@ -53,7 +55,8 @@ class FlexSubscription(models.Model):
                     "<tr><td>{}</td><td class='text-end'>{}</td><td class='text-end'>{}</td>"
                     "<td class='text-end'>{}</td><td>{}</td></tr>"
                 ).format(
-                    row["product"].display_name, f"{row['quantity']:f}",
+                    row["product"].display_name,
+                    f"{row['quantity']:f}",
                     f"{row['included_left']:f}",
                     formatLang(self.env, float(row["amount"]), currency_obj=sub.currency_id),
                     row["detail"],
@@ -65,11 +68,16 @@ class FlexSubscription(models.Model):
                 "<th class='text-end'>{}</th><th class='text-end'>{}</th>"
                 "<th class='text-end'>{}</th><th>{}</th></tr></thead><tbody>"
             ).format(
-                self.env._("From %(start)s to %(end)s (estimate, before taxes)",
-                           start=format_date(self.env, rows[0]["period_start"]),
-                           end=format_date(self.env, rows[0]["period_end"])),
-                self.env._("Metric"), self.env._("Used"), self.env._("Included left"),
-                self.env._("Amount so far"), self.env._("Detail"),
+                self.env._(
+                    "From %(start)s to %(end)s (estimate, before taxes)",
+                    start=format_date(self.env, rows[0]["period_start"]),
+                    end=format_date(self.env, rows[0]["period_end"]),
+                ),
+                self.env._("Metric"),
+                self.env._("Used"),
+                self.env._("Included left"),
+                self.env._("Amount so far"),
+                self.env._("Detail"),
             )
             sub.usage_summary_html = head + body + Markup("</tbody></table>")
 
@@ -81,7 +89,9 @@ class FlexSubscription(models.Model):
 
     def action_view_usage(self):
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id("subscription_flex.flex_usage_action")
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_flex.flex_usage_action"
+        )
         action["domain"] = [("subscription_id", "=", self.id)]
         action["context"] = {"default_subscription_id": self.id}
         return action
@@ -92,10 +102,14 @@ class FlexSubscription(models.Model):
         """An ended subscription billed in advance still owes its last period's usage."""
         self.ensure_one()
         return bool(
-            self.has_metered_lines and self.end_date and self.end_date <= today
-            and self.usage_billed_until and self.usage_billed_until < self.end_date
+            self.has_metered_lines
+            and self.end_date
+            and self.end_date <= today
+            and self.usage_billed_until
+            and self.usage_billed_until < self.end_date
             and self.plan_id.invoicing_timing == "advance"
-            and self.state in ("active", "to_close") and not self._next_period()
+            and self.state in ("active", "to_close")
+            and not self._next_period()
         )
 
     def _advance_skipped_slots(self, slots):
@@ -105,8 +119,9 @@ class FlexSubscription(models.Model):
         for period, kind in slots:
             cut = period.end if kind == "usage_final" else self._usage_cut(period)
             if kind == "recurring":
-                vals["next_period_start"] = max(vals.get("next_period_start", period.end),
-                                                period.end)
+                vals["next_period_start"] = max(
+                    vals.get("next_period_start", period.end), period.end
+                )
             if self.has_metered_lines:
                 vals["usage_billed_until"] = max(vals.get("usage_billed_until", cut), cut)
         if vals:
@@ -126,8 +141,10 @@ class FlexSubscription(models.Model):
         """
         if not windows:
             return {}
-        values = [(wid, sub_id, _day_start(start), _day_start(end))
-                  for wid, (sub_id, start, end) in windows.items()]
+        values = [
+            (wid, sub_id, _day_start(start), _day_start(end))
+            for wid, (sub_id, start, end) in windows.items()
+        ]
         self.env.flush_all()
         # One grouped query instead of reading every event: a million events are
         # summed by PostgreSQL, not by Python.
@@ -152,8 +169,10 @@ class FlexSubscription(models.Model):
         result = {}
         for wid, product_id, total, maximum, count, unique, last in self.env.cr.fetchall():
             result[(wid, product_id)] = {
-                "sum": Decimal(repr(total)), "max": Decimal(repr(maximum)),
-                "count": Decimal(count), "unique": Decimal(unique),
+                "sum": Decimal(repr(total)),
+                "max": Decimal(repr(maximum)),
+                "count": Decimal(count),
+                "unique": Decimal(unique),
                 "last": Decimal(repr(last)),
             }
         return result
@@ -234,50 +253,69 @@ class FlexSubscription(models.Model):
         result = defaultdict(list)
         for wid in sorted(windows):
             sub, invoice_key, window, is_late = owners[wid]
-            for line in sub.line_ids.filtered(lambda l: l.product_id.flex_metered):
+            for line in sub.line_ids.filtered(lambda line: line.product_id.flex_metered):
                 product = line.product_id
                 values = aggregates.get((wid, product.id))
                 price = prices.get((sub.id, product.id, window.start))
                 if wid in free_windows:
                     if values:
                         result[invoice_key].append(
-                            sub._prepare_usage_line_vals(line, window, None, Decimal(0),
-                                                         journal_for, accounts_for, free=True))
+                            sub._prepare_usage_line_vals(
+                                line, window, None, Decimal(0), journal_for, accounts_for, free=True
+                            )
+                        )
                     continue
                 if is_late:
                     if not values:
                         continue
                     agg = product.flex_aggregation
                     billed = late_billed.get((wid, product.id))
-                    result[invoice_key].append(sub._prepare_usage_line_vals(
-                        line, window, price, late_all[(wid, product.id)][agg],
-                        journal_for, accounts_for, late=True,
-                        billed_quantity=billed[agg] if billed else None))
+                    result[invoice_key].append(
+                        sub._prepare_usage_line_vals(
+                            line,
+                            window,
+                            price,
+                            late_all[(wid, product.id)][agg],
+                            journal_for,
+                            accounts_for,
+                            late=True,
+                            billed_quantity=billed[agg] if billed else None,
+                        )
+                    )
                     continue
                 quantity = values[product.flex_aggregation] if values else Decimal(0)
                 if not values and not (price and price.minimum_charge):
                     continue
                 result[invoice_key].append(
-                    sub._prepare_usage_line_vals(line, window, price, quantity,
-                                                 journal_for, accounts_for))
+                    sub._prepare_usage_line_vals(
+                        line, window, price, quantity, journal_for, accounts_for
+                    )
+                )
         return result
 
     def _usage_prices(self, owners):
         """``{(sub_id, product_id, window_start): flex.price}`` valid at each window start."""
         Price = self.env["flex.price"]
-        wanted = {(sub.id, sub.plan_id.id, line.product_id.id, sub.currency_id.id, window.start)
-                  for sub, _key, window, _late in owners.values()
-                  for line in sub.line_ids if line.product_id.flex_metered}
+        wanted = {
+            (sub.id, sub.plan_id.id, line.product_id.id, sub.currency_id.id, window.start)
+            for sub, _key, window, _late in owners.values()
+            for line in sub.line_ids
+            if line.product_id.flex_metered
+        }
         if not wanted:
             return {}
         versions = Price.sudo().search(
-            [("plan_id", "in", list({w[1] for w in wanted})),
-             ("product_id", "in", list({w[2] for w in wanted}))],
+            [
+                ("plan_id", "in", list({w[1] for w in wanted})),
+                ("product_id", "in", list({w[2] for w in wanted})),
+            ],
             order="date_start desc, id desc",
         )
         by_key = defaultdict(list)
         for version in versions:
-            by_key[(version.plan_id.id, version.product_id.id, version.currency_id.id)].append(version)
+            by_key[(version.plan_id.id, version.product_id.id, version.currency_id.id)].append(
+                version
+            )
         result = {}
         for sub_id, plan_id, product_id, currency_id, day in wanted:
             result[(sub_id, product_id, day)] = next(
@@ -286,8 +324,18 @@ class FlexSubscription(models.Model):
             )
         return result
 
-    def _prepare_usage_line_vals(self, line, window, price, quantity, journal_for, accounts_for,
-                                 late=False, free=False, billed_quantity=None):
+    def _prepare_usage_line_vals(
+        self,
+        line,
+        window,
+        price,
+        quantity,
+        journal_for,
+        accounts_for,
+        late=False,
+        free=False,
+        billed_quantity=None,
+    ):
         self.ensure_one()
         product = line.product_id
         decimals = self.currency_id.decimal_places
@@ -300,10 +348,12 @@ class FlexSubscription(models.Model):
         already = None
         if late and price:
             # Without invoiced events the period was never rated: nothing to subtract.
-            already = price._rate(billed_quantity).amount if billed_quantity is not None \
-                else Decimal(0)
-            detail = self.env._("%(detail)s, minus %(already)s already invoiced",
-                                detail=detail, already=already)
+            already = (
+                price._rate(billed_quantity).amount if billed_quantity is not None else Decimal(0)
+            )
+            detail = self.env._(
+                "%(detail)s, minus %(already)s already invoiced", detail=detail, already=already
+            )
         if free:
             detail = self.env._("%(detail)s (trial, not billed)", detail=detail)
         elif not price:
@@ -319,9 +369,14 @@ class FlexSubscription(models.Model):
         # Quantity × unit price where that is exact; otherwise one unit at the amount.
         # ... and only when the invoice line can hold the unit price to its last digit.
         price_digits = self.env["decimal.precision"].precision_get("Product Price")
-        exact = (price and not rated.minimum_applied and already is None
-                 and price.pricing_model in ("per_unit", "volume") and rated.parts
-                 and rated.parts[0][2] == round(rated.parts[0][2], price_digits))
+        exact = (
+            price
+            and not rated.minimum_applied
+            and already is None
+            and price.pricing_model in ("per_unit", "volume")
+            and rated.parts
+            and rated.parts[0][2] == round(rated.parts[0][2], price_digits)
+        )
         if exact:
             invoice_qty, unit_price = float(rated.parts[0][1]), float(rated.parts[0][2])
         elif already is not None:
@@ -353,9 +408,15 @@ class FlexSubscription(models.Model):
         rows = []
         for line in moves.line_ids:
             if line.flex_line_kind == "usage":
-                rows.append((line.id, line.flex_subscription_line_id.subscription_id.id,
-                             line.product_id.id, _day_start(line.flex_period_start),
-                             _day_start(line.flex_period_end + timedelta(days=1))))
+                rows.append(
+                    (
+                        line.id,
+                        line.flex_subscription_line_id.subscription_id.id,
+                        line.product_id.id,
+                        _day_start(line.flex_period_start),
+                        _day_start(line.flex_period_end + timedelta(days=1)),
+                    )
+                )
         if not rows:
             return
         self.env.cr.execute(
@@ -388,29 +449,40 @@ class FlexSubscription(models.Model):
         today = now.date()
         plan = self.plan_id
         anchor = self.billing_anchor_date
-        end = P.period_containing(anchor, plan.billing_interval, plan.billing_unit,
-                                  max(today, anchor)).end if today >= start else start
+        end = (
+            P.period_containing(
+                anchor, plan.billing_interval, plan.billing_unit, max(today, anchor)
+            ).end
+            if today >= start
+            else start
+        )
         window = P.Period(start, max(end, start))
         aggregates = self._aggregate_usage({0: (self.id, window.start, window.end)})
         prices = self._usage_prices({0: (self, None, window, False)})
         summary = []
-        for line in self.line_ids.filtered(lambda l: l.product_id.flex_metered):
+        for line in self.line_ids.filtered(lambda line: line.product_id.flex_metered):
             product = line.product_id
             values = aggregates.get((0, product.id))
             quantity = values[product.flex_aggregation] if values else Decimal(0)
             price = prices.get((self.id, product.id, window.start))
             rated = price._rate(quantity) if price else rating.rate(quantity, "per_unit", 0)
             included = Decimal(repr(price.included_quantity)) if price else Decimal(0)
-            summary.append({
-                "product": product,
-                "aggregation": product.flex_aggregation,
-                "quantity": quantity,
-                "included": included,
-                "included_left": max(included - quantity, Decimal(0)),
-                "amount": rated.amount,
-                "detail": rating.describe(rated, included, product.flex_unit_label or "",
-                                          self.currency_id.decimal_places),
-                "period_start": window.start,
-                "period_end": window.end - timedelta(days=1),
-            })
+            summary.append(
+                {
+                    "product": product,
+                    "aggregation": product.flex_aggregation,
+                    "quantity": quantity,
+                    "included": included,
+                    "included_left": max(included - quantity, Decimal(0)),
+                    "amount": rated.amount,
+                    "detail": rating.describe(
+                        rated,
+                        included,
+                        product.flex_unit_label or "",
+                        self.currency_id.decimal_places,
+                    ),
+                    "period_start": window.start,
+                    "period_end": window.end - timedelta(days=1),
+                }
+            )
         return summary

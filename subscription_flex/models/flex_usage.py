@@ -32,7 +32,10 @@ class FlexUsage(models.Model):
     )
     company_id = fields.Many2one("res.company", required=True, index=True)
     product_id = fields.Many2one(
-        "product.product", string="Metric", required=True, index=True,
+        "product.product",
+        string="Metric",
+        required=True,
+        index=True,
         domain="[('flex_metered', '=', True)]",
     )
     quantity = fields.Float(required=True, digits="Product Unit of Measure")
@@ -43,21 +46,33 @@ class FlexUsage(models.Model):
     )
     state = fields.Selection(
         [("pending", "Pending"), ("invoiced", "Invoiced")],
-        default="pending", required=True, readonly=True, index=True,
+        default="pending",
+        required=True,
+        readonly=True,
+        index=True,
     )
     invoice_line_id = fields.Many2one(
         "account.move.line", readonly=True, index="btree_not_null", ondelete="set null"
     )
     invoice_id = fields.Many2one(related="invoice_line_id.move_id", string="Invoice")
     source = fields.Selection(
-        [("api", "HTTP API"), ("batch", "Python batch"), ("import", "Import"),
-         ("manual", "Manual")],
-        default="manual", required=True, readonly=True,
+        [
+            ("api", "HTTP API"),
+            ("batch", "Python batch"),
+            ("import", "Import"),
+            ("manual", "Manual"),
+        ],
+        default="manual",
+        required=True,
+        readonly=True,
     )
 
     _sql_constraints = [
-        ("key_unique", "UNIQUE(subscription_id, key)",
-         "This idempotency key was already used for this subscription."),
+        (
+            "key_unique",
+            "UNIQUE(subscription_id, key)",
+            "This idempotency key was already used for this subscription.",
+        ),
     ]
 
     # ------------------------------------------------------------------ CRUD
@@ -85,10 +100,12 @@ class FlexUsage(models.Model):
             prepared.append({**vals, **row, "source": vals.get("source", source)})
         keys = {(p["subscription_id"], p["key"]) for p in prepared}
         if keys:
-            for record in self.sudo().search([
-                ("subscription_id", "in", list({k[0] for k in keys})),
-                ("key", "in", list({k[1] for k in keys})),
-            ]):
+            for record in self.sudo().search(
+                [
+                    ("subscription_id", "in", list({k[0] for k in keys})),
+                    ("key", "in", list({k[1] for k in keys})),
+                ]
+            ):
                 existing[(record.subscription_id.id, record.key)] = record.id
         to_create, refs = [], []
         for vals in prepared:
@@ -107,15 +124,17 @@ class FlexUsage(models.Model):
         if not self.env.context.get("flex_usage_billing") and any(
             record.state == "invoiced" for record in self
         ):
-            raise UserError(self.env._(
-                "Invoiced usage cannot be changed; record a correction instead."))
+            raise UserError(
+                self.env._("Invoiced usage cannot be changed; record a correction instead.")
+            )
         return super().write(vals)
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_invoiced(self):
         if any(record.state == "invoiced" for record in self):
-            raise UserError(self.env._(
-                "Invoiced usage cannot be deleted; record a correction instead."))
+            raise UserError(
+                self.env._("Invoiced usage cannot be deleted; record a correction instead.")
+            )
 
     # -------------------------------------------------------------- ingestion
 
@@ -128,106 +147,9 @@ class FlexUsage(models.Model):
         ``key``, ``unique_value`` (optional). ``row`` holds the column values of a valid
         event; ``reason`` says, in the user's language, why an event is refused.
         """
-        now = now or self.env.context.get("flex_now") or fields.Datetime.now()
-        env = self.env
-        _ = env._
-        subs_cache, products_cache = {}, {}
-        allowed_companies = set(env.companies.ids) if not env.su else None
-
-        def load_subscription(ref):
-            if ref in subs_cache:
-                return subs_cache[ref]
-            Subscription = env["flex.subscription"]
-            if isinstance(ref, int) and not isinstance(ref, bool):
-                sub = Subscription.browse(ref).exists()
-            elif isinstance(ref, str) and ref.strip():
-                sub = Subscription.search([("name", "=", ref.strip())], limit=1)
-            else:
-                sub = Subscription
-            info = None
-            if sub and (allowed_companies is None or sub.company_id.id in allowed_companies):
-                metered = {}
-                for line in sub.line_ids:
-                    if line.product_id.flex_metered:
-                        metered[line.product_id.id] = line.product_id
-                info = (sub.id, sub.company_id.id, sub.state, sub.start_date, metered)
-            subs_cache[ref] = info
-            return info
-
-        def load_product(ref):
-            if ref in products_cache:
-                return products_cache[ref]
-            Product = env["product.product"].sudo()
-            if isinstance(ref, int) and not isinstance(ref, bool):
-                product = Product.browse(ref).exists()
-            elif isinstance(ref, str) and ref.strip():
-                product = Product.search([("default_code", "=", ref.strip())], limit=1)
-            else:
-                product = Product
-            products_cache[ref] = product or None
-            return products_cache[ref]
-
-        def validate(event):
-            if not isinstance(event, dict):
-                return None, _("An event must be an object.")
-            key = event.get("key")
-            if not isinstance(key, str) or not key.strip():
-                return None, _("Missing idempotency key.")
-            if len(key) > MAX_KEY_LENGTH:
-                return None, _("The idempotency key is longer than %(max)s characters.",
-                               max=MAX_KEY_LENGTH)
-            sub = load_subscription(event.get("subscription"))
-            if not sub:
-                return None, _("Unknown subscription.")
-            sub_id, company_id, state, start_date, metered = sub
-            if state in ("draft", "closed"):
-                return None, _("The subscription is not running (%(state)s).", state=state)
-            product = load_product(event.get("product"))
-            if not product:
-                return None, _("Unknown product.")
-            if not product.flex_metered:
-                return None, _("Product %(product)s is not metered.",
-                               product=product.display_name)
-            if product.id not in metered:
-                return None, _("Product %(product)s is not on this subscription.",
-                               product=product.display_name)
-            quantity = event.get("quantity", 1)
-            if isinstance(quantity, bool) or not isinstance(quantity, int | float | str):
-                return None, _("The quantity must be a number.")
-            try:
-                quantity = float(quantity)
-            except ValueError:
-                return None, _("The quantity must be a number.")
-            if not math.isfinite(quantity):
-                return None, _("The quantity must be a number.")
-            if quantity < 0 and not product.flex_allow_corrections:
-                return None, _("Negative quantities are not allowed for %(product)s.",
-                               product=product.display_name)
-            when = _parse_time(event.get("time"))
-            if when is None:
-                return None, _("The event time is missing or not an ISO 8601 date-time.")
-            if when > now + FUTURE_TOLERANCE:
-                return None, _("The event time is more than a day in the future.")
-            if when.date() < start_date:
-                return None, _("The event time is before the subscription started.")
-            unique_value = event.get("unique_value")
-            if unique_value is not None:
-                if not isinstance(unique_value, str | int):
-                    return None, _("The unique value must be a string.")
-                unique_value = str(unique_value)
-                if len(unique_value) > MAX_UNIQUE_VALUE_LENGTH:
-                    return None, _("The unique value is too long.")
-            return {
-                "subscription_id": sub_id,
-                "company_id": company_id,
-                "product_id": product.id,
-                "quantity": quantity,
-                "event_time": when,
-                "key": key,
-                "unique_value": unique_value,
-            }, None
-
-        return validate
+        return _UsageValidator(
+            self.env, now or self.env.context.get("flex_now") or fields.Datetime.now()
+        )
 
     @api.model
     def _ingest(self, events, source="batch"):
@@ -249,8 +171,7 @@ class FlexUsage(models.Model):
             row, reason = validate(event)
             key = event.get("key") if isinstance(event, dict) else None
             if reason:
-                results.append({"index": index, "key": key, "status": "rejected",
-                                "reason": reason})
+                results.append({"index": index, "key": key, "status": "rejected", "reason": reason})
                 continue
             ident = (row["subscription_id"], row["key"])
             if ident in seen:
@@ -283,9 +204,21 @@ class FlexUsage(models.Model):
         uid = self.env.uid
         now = fields.Datetime.now()
         values = [
-            (r["subscription_id"], r["company_id"], r["product_id"], r["quantity"],
-             r["event_time"], r["key"], r["unique_value"], "pending", source,
-             uid, now, uid, now)
+            (
+                r["subscription_id"],
+                r["company_id"],
+                r["product_id"],
+                r["quantity"],
+                r["event_time"],
+                r["key"],
+                r["unique_value"],
+                "pending",
+                source,
+                uid,
+                now,
+                uid,
+                now,
+            )
             for r in rows
         ]
         inserted = set()
@@ -300,13 +233,154 @@ class FlexUsage(models.Model):
                 ON CONFLICT (subscription_id, key) DO NOTHING
                 RETURNING subscription_id, key
                 """,
-                values[start:start + INSERT_PAGE_SIZE],
+                values[start : start + INSERT_PAGE_SIZE],
                 page_size=INSERT_PAGE_SIZE,
                 fetch=True,
             )
             inserted.update((sub_id, key) for sub_id, key in page)
         self.env["flex.usage"].invalidate_model()
         return inserted
+
+
+class _Rejected(Exception):
+    """An event is refused; ``args[0]`` is the translated reason."""
+
+
+class _UsageValidator:
+    """Validates usage events one by one, caching subscriptions and products."""
+
+    def __init__(self, env, now):
+        self.env = env
+        self.now = now
+        self.subscriptions = {}
+        self.products = {}
+        self.allowed_companies = None if env.su else set(env.companies.ids)
+
+    def __call__(self, event):
+        try:
+            return self._validate(event), None
+        except _Rejected as rejection:
+            return None, rejection.args[0]
+
+    def _validate(self, event):
+        if not isinstance(event, dict):
+            raise _Rejected(self.env._("An event must be an object."))
+        key = self._key(event.get("key"))
+        sub_id, company_id, start_date, metered = self._subscription(event.get("subscription"))
+        product = self._product(event.get("product"), metered)
+        when = self._time(event.get("time"), start_date)
+        return {
+            "subscription_id": sub_id,
+            "company_id": company_id,
+            "product_id": product.id,
+            "quantity": self._quantity(event.get("quantity", 1), product),
+            "event_time": when,
+            "key": key,
+            "unique_value": self._unique_value(event.get("unique_value")),
+        }
+
+    def _key(self, key):
+        if not isinstance(key, str) or not key.strip():
+            raise _Rejected(self.env._("Missing idempotency key."))
+        if len(key) > MAX_KEY_LENGTH:
+            raise _Rejected(
+                self.env._(
+                    "The idempotency key is longer than %(max)s characters.", max=MAX_KEY_LENGTH
+                )
+            )
+        return key
+
+    def _subscription(self, ref):
+        if ref not in self.subscriptions:
+            self.subscriptions[ref] = self._load_subscription(ref)
+        info = self.subscriptions[ref]
+        if info is None:
+            raise _Rejected(self.env._("Unknown subscription."))
+        sub_id, company_id, state, start_date, metered = info
+        if state in ("draft", "closed"):
+            raise _Rejected(self.env._("The subscription is not running (%(state)s).", state=state))
+        return sub_id, company_id, start_date, metered
+
+    def _load_subscription(self, ref):
+        Subscription = self.env["flex.subscription"]
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            sub = Subscription.browse(ref).exists()
+        elif isinstance(ref, str) and ref.strip():
+            sub = Subscription.search([("name", "=", ref.strip())], limit=1)
+        else:
+            return None
+        if not sub or (
+            self.allowed_companies is not None and sub.company_id.id not in self.allowed_companies
+        ):
+            # Another company's subscription is "unknown": its existence is not leaked.
+            return None
+        metered = {line.product_id.id for line in sub.line_ids if line.product_id.flex_metered}
+        return sub.id, sub.company_id.id, sub.state, sub.start_date, metered
+
+    def _product(self, ref, metered):
+        if ref not in self.products:
+            # sudo: product references are resolved for any API user; access to the
+            # subscription was checked above.
+            Product = self.env["product.product"].sudo()
+            if isinstance(ref, int) and not isinstance(ref, bool):
+                product = Product.browse(ref).exists()
+            elif isinstance(ref, str) and ref.strip():
+                product = Product.search([("default_code", "=", ref.strip())], limit=1)
+            else:
+                product = Product
+            self.products[ref] = product
+        product = self.products[ref]
+        if not product:
+            raise _Rejected(self.env._("Unknown product."))
+        if not product.flex_metered:
+            raise _Rejected(
+                self.env._("Product %(product)s is not metered.", product=product.display_name)
+            )
+        if product.id not in metered:
+            raise _Rejected(
+                self.env._(
+                    "Product %(product)s is not on this subscription.", product=product.display_name
+                )
+            )
+        return product
+
+    def _quantity(self, quantity, product):
+        number = None
+        if isinstance(quantity, int | float | str) and not isinstance(quantity, bool):
+            try:
+                number = float(quantity)
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number):
+            raise _Rejected(self.env._("The quantity must be a number."))
+        if number < 0 and not product.flex_allow_corrections:
+            raise _Rejected(
+                self.env._(
+                    "Negative quantities are not allowed for %(product)s.",
+                    product=product.display_name,
+                )
+            )
+        return number
+
+    def _time(self, value, start_date):
+        when = _parse_time(value)
+        if when is None:
+            raise _Rejected(self.env._("The event time is missing or not an ISO 8601 date-time."))
+        if when > self.now + FUTURE_TOLERANCE:
+            raise _Rejected(self.env._("The event time is more than a day in the future."))
+        if when.date() < start_date:
+            raise _Rejected(self.env._("The event time is before the subscription started."))
+        return when
+
+    def _unique_value(self, value):
+        if value is None:
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise _Rejected(self.env._("The unique value must be a string."))
+        value = str(value)
+        if len(value) > MAX_UNIQUE_VALUE_LENGTH:
+            raise _Rejected(self.env._("The unique value is too long."))
+        return value
 
 
 def _parse_time(value):

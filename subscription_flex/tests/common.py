@@ -20,28 +20,38 @@ class FlexCommon(AccountTestInvoicingCommon):
         super().setUpClass()
         cls.company = cls.company_data["company"]
         cls.currency = cls.company.currency_id
-        cls.tax_21 = cls.env["account.tax"].create({
-            "name": "VAT 21% (flex tests)",
-            "amount": 21.0,
-            "amount_type": "percent",
-            "type_tax_use": "sale",
-            "company_id": cls.company.id,
-        })
+        cls.tax_21 = cls.env["account.tax"].create(
+            {
+                "name": "VAT 21% (flex tests)",
+                "amount": 21.0,
+                "amount_type": "percent",
+                "type_tax_use": "sale",
+                "company_id": cls.company.id,
+            }
+        )
         cls.product_seat = cls._create_product(
-            name="Seat", lst_price=10.0, type="service", flex_is_subscription=True,
+            name="Seat",
+            lst_price=10.0,
+            type="service",
+            flex_is_subscription=True,
             taxes_id=[Command.set(cls.tax_21.ids)],
         )
         cls.product_support = cls._create_product(
-            name="Support", lst_price=49.0, type="service", flex_is_subscription=True,
+            name="Support",
+            lst_price=49.0,
+            type="service",
+            flex_is_subscription=True,
             taxes_id=[Command.set(cls.tax_21.ids)],
         )
-        cls.plan_monthly = cls.env["flex.plan"].create({
-            "name": "Monthly",
-            "billing_interval": 1,
-            "billing_unit": "month",
-            "invoicing_timing": "advance",
-            "invoicing_mode": "post",
-        })
+        cls.plan_monthly = cls.env["flex.plan"].create(
+            {
+                "name": "Monthly",
+                "billing_interval": 1,
+                "billing_unit": "month",
+                "invoicing_timing": "advance",
+                "invoicing_mode": "post",
+            }
+        )
         cls.partner = cls.env["res.partner"].create({"name": "Flex Customer"})
         cls.Subscription = cls.env["flex.subscription"]
 
@@ -50,8 +60,9 @@ class FlexCommon(AccountTestInvoicingCommon):
         return cls.env["flex.plan"].create({"name": "Plan", **vals})
 
     @classmethod
-    def _create_subscription(cls, plan=None, start=date(2026, 1, 1), lines=None,
-                             confirm=True, partner=None, **vals):
+    def _create_subscription(
+        cls, plan=None, start=date(2026, 1, 1), lines=None, confirm=True, partner=None, **vals
+    ):
         """``lines``: ``[(product, quantity, price_unit or None, discount)]``; a given
         price is an overridden price, ``None`` takes the plan's price version."""
         lines = lines if lines is not None else [(cls.product_seat, 3, 10.0, 0.0)]
@@ -61,13 +72,15 @@ class FlexCommon(AccountTestInvoicingCommon):
             if price is not None:
                 line_vals.update(price_unit=price, price_overridden=True)
             commands.append(Command.create(line_vals))
-        sub = cls.Subscription.create({
-            "partner_id": (partner or cls.partner).id,
-            "plan_id": (plan or cls.plan_monthly).id,
-            "start_date": start,
-            "line_ids": commands,
-            **vals,
-        })
+        sub = cls.Subscription.create(
+            {
+                "partner_id": (partner or cls.partner).id,
+                "plan_id": (plan or cls.plan_monthly).id,
+                "start_date": start,
+                "line_ids": commands,
+                **vals,
+            }
+        )
         if confirm:
             sub.action_confirm()
         return sub

@@ -24,7 +24,9 @@ class TestMoney(BaseCase):
         self.assertEqual(line_subtotal(1000, 1, 33.3333, 0), Decimal("667"))
 
     @settings(max_examples=300, deadline=None)
-    @given(cents=st.integers(0, 10**9), qty=st.integers(0, 10**4), decimals=st.sampled_from([0, 2, 3]))
+    @given(
+        cents=st.integers(0, 10**9), qty=st.integers(0, 10**4), decimals=st.sampled_from([0, 2, 3])
+    )
     def test_subtotal_is_exact_for_whole_quantities(self, cents, qty, decimals):
         price = Decimal(cents) / 100
         expected = round_money(price * qty, decimals)

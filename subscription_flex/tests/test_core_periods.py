@@ -35,17 +35,24 @@ class TestPeriods(BaseCase):
     def test_due_periods_advance_and_arrears(self):
         anchor = date(2026, 1, 1)
         advance = P.due_periods(anchor, 1, "month", anchor, date(2026, 3, 15))
-        self.assertEqual([p.start for p in advance],
-                         [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)])
+        self.assertEqual(
+            [p.start for p in advance], [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
+        )
         arrears = P.due_periods(anchor, 1, "month", anchor, date(2026, 3, 15), "arrears")
-        self.assertEqual([(p.start, p.end) for p in arrears],
-                         [(date(2026, 1, 1), date(2026, 2, 1)), (date(2026, 2, 1), date(2026, 3, 1))])
+        self.assertEqual(
+            [(p.start, p.end) for p in arrears],
+            [(date(2026, 1, 1), date(2026, 2, 1)), (date(2026, 2, 1), date(2026, 3, 1))],
+        )
         # Arrears: due the day after the period ends, not on its last day.
-        self.assertEqual(P.due_periods(anchor, 1, "month", anchor, date(2026, 1, 31), "arrears"), [])
+        self.assertEqual(
+            P.due_periods(anchor, 1, "month", anchor, date(2026, 1, 31), "arrears"), []
+        )
 
     def test_due_periods_stop_cuts_last_period(self):
         anchor = date(2026, 1, 1)
-        periods = P.due_periods(anchor, 1, "month", anchor, date(2026, 12, 31), stop=date(2026, 3, 10))
+        periods = P.due_periods(
+            anchor, 1, "month", anchor, date(2026, 12, 31), stop=date(2026, 3, 10)
+        )
         self.assertEqual(periods[-1], P.Period(date(2026, 3, 1), date(2026, 3, 10)))
         self.assertEqual(len(periods), 3)
 
@@ -58,20 +65,23 @@ class TestPeriods(BaseCase):
         start = date(2026, 1, 1)
         # Within the 12-month commitment: the commitment end wins.
         self.assertEqual(
-            P.earliest_end_date(start, date(2026, 3, 10), (12, "month"), (1, "month"),
-                                start, 1, "month"),
+            P.earliest_end_date(
+                start, date(2026, 3, 10), (12, "month"), (1, "month"), start, 1, "month"
+            ),
             date(2027, 1, 1),
         )
         # After it: notice from today (10 Apr), rounded up to the period end (1 May).
         self.assertEqual(
-            P.earliest_end_date(start, date(2027, 3, 10), (12, "month"), (1, "month"),
-                                start, 1, "month"),
+            P.earliest_end_date(
+                start, date(2027, 3, 10), (12, "month"), (1, "month"), start, 1, "month"
+            ),
             date(2027, 5, 1),
         )
         # Already on a boundary: kept.
         self.assertEqual(
-            P.earliest_end_date(start, date(2027, 3, 1), (0, "month"), (1, "month"),
-                                start, 1, "month"),
+            P.earliest_end_date(
+                start, date(2027, 3, 1), (0, "month"), (1, "month"), start, 1, "month"
+            ),
             date(2027, 4, 1),
         )
 
@@ -101,8 +111,13 @@ class TestPeriods(BaseCase):
         self.assertEqual(current.end, following.start)
 
     @settings(max_examples=200, deadline=None)
-    @given(anchor=days, interval=st.integers(1, 6), unit=units, span=st.integers(0, 1500),
-           timing=st.sampled_from(["advance", "arrears"]))
+    @given(
+        anchor=days,
+        interval=st.integers(1, 6),
+        unit=units,
+        span=st.integers(0, 1500),
+        timing=st.sampled_from(["advance", "arrears"]),
+    )
     def test_due_periods_cover_without_gap_or_overlap(self, anchor, interval, unit, span, timing):
         today = anchor + timedelta(days=span)
         periods = P.due_periods(anchor, interval, unit, anchor, today, timing)
@@ -117,13 +132,21 @@ class TestPeriods(BaseCase):
         self.assertGreater(due_on, today)
 
     @settings(max_examples=200, deadline=None)
-    @given(start=days, today_offset=st.integers(0, 2000), commitment=st.integers(0, 24),
-           notice=st.integers(0, 90), interval=st.integers(1, 3), unit=units)
-    def test_earliest_end_respects_every_rule(self, start, today_offset, commitment, notice,
-                                              interval, unit):
+    @given(
+        start=days,
+        today_offset=st.integers(0, 2000),
+        commitment=st.integers(0, 24),
+        notice=st.integers(0, 90),
+        interval=st.integers(1, 3),
+        unit=units,
+    )
+    def test_earliest_end_respects_every_rule(
+        self, start, today_offset, commitment, notice, interval, unit
+    ):
         today = start + timedelta(days=today_offset)
-        end = P.earliest_end_date(start, today, (commitment, "month"), (notice, "day"),
-                                  start, interval, unit)
+        end = P.earliest_end_date(
+            start, today, (commitment, "month"), (notice, "day"), start, interval, unit
+        )
         self.assertGreaterEqual(end, P.add_interval(start, commitment, "month"))
         self.assertGreaterEqual(end, today + timedelta(days=notice))
         self.assertEqual(P.period_containing(start, interval, unit, end).start, end)

@@ -8,14 +8,21 @@ from .common import FlexCommon
 @tagged("post_install", "-at_install")
 class TestForms(FlexCommon):
     def test_plan_fills_lines_except_optional_addons(self):
-        plan = self._create_plan(line_ids=[
-            (0, 0, {"product_id": self.product_seat.id, "quantity": 5}),
-            (0, 0, {"product_id": self.product_support.id, "optional": True}),
-        ])
-        self.env["flex.price"].create({
-            "plan_id": plan.id, "product_id": self.product_seat.id,
-            "currency_id": self.currency.id, "date_start": date(2020, 1, 1), "price_unit": 8.5,
-        })
+        plan = self._create_plan(
+            line_ids=[
+                (0, 0, {"product_id": self.product_seat.id, "quantity": 5}),
+                (0, 0, {"product_id": self.product_support.id, "optional": True}),
+            ]
+        )
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.product_seat.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2020, 1, 1),
+                "price_unit": 8.5,
+            }
+        )
         form = Form(self.Subscription)
         form.partner_id = self.partner
         form.start_date = date(2026, 1, 1)
@@ -31,14 +38,19 @@ class TestForms(FlexCommon):
         plan = self._create_plan(notice_length=10, notice_unit="day")
         sub = self._create_subscription(plan=plan, start=date(2026, 1, 1))
         action = sub.action_open_close_wizard()
-        wizard_form = Form(self.env[action["res_model"]].with_context(
-            action["context"], flex_today=date(2026, 1, 25)))
+        wizard_form = Form(
+            self.env[action["res_model"]].with_context(
+                action["context"], flex_today=date(2026, 1, 25)
+            )
+        )
         self.assertEqual(wizard_form.earliest_end_date, date(2026, 3, 1))  # 4 Feb -> 1 Mar
         wizard_form.close_reason_id = self.env.ref("subscription_flex.close_reason_not_used")
         wizard_form.save().with_context(flex_today=date(2026, 1, 25)).action_confirm()
         self.assertEqual(sub.state, "to_close")
         self.assertEqual(sub.end_date, date(2026, 3, 1))
-        self.assertEqual(sub.close_reason_id, self.env.ref("subscription_flex.close_reason_not_used"))
+        self.assertEqual(
+            sub.close_reason_id, self.env.ref("subscription_flex.close_reason_not_used")
+        )
 
     def test_smart_buttons(self):
         sub = self._create_subscription(start=date(2026, 1, 1))
@@ -48,8 +60,10 @@ class TestForms(FlexCommon):
         self.assertEqual(self.product_seat.product_tmpl_id.flex_subscription_count, 2)
         self.assertEqual(self.plan_monthly.subscription_count, 2)
         action = self.partner.action_view_flex_subscriptions()
-        self.assertEqual(self.Subscription.search(action["domain"]).partner_id.commercial_partner_id,
-                         self.partner)
+        self.assertEqual(
+            self.Subscription.search(action["domain"]).partner_id.commercial_partner_id,
+            self.partner,
+        )
         self._invoice(sub, date(2026, 1, 1))
         action = sub.action_view_invoices()
         self.assertEqual(action["res_id"], sub.invoice_ids.id)

@@ -5,9 +5,24 @@ from odoo.tests import Form, tagged
 
 from .common import FlexCommon
 
-COMPARED = ("account_id", "partner_id", "date", "currency_id", "debit", "credit",
-            "amount_currency", "tax_ids", "tax_line_id", "tax_repartition_line_id",
-            "display_type", "product_id", "quantity", "price_unit", "discount", "date_maturity")
+COMPARED = (
+    "account_id",
+    "partner_id",
+    "date",
+    "currency_id",
+    "debit",
+    "credit",
+    "amount_currency",
+    "tax_ids",
+    "tax_line_id",
+    "tax_repartition_line_id",
+    "display_type",
+    "product_id",
+    "quantity",
+    "price_unit",
+    "discount",
+    "date_maturity",
+)
 
 
 @tagged("post_install", "-at_install")
@@ -50,35 +65,54 @@ class TestInvoiceParity(FlexCommon):
         return ours
 
     def test_same_journal_items_as_standard_invoice(self):
-        sub = self._create_subscription(lines=[
-            (self.product_seat, 3, 10.0, 0.0),
-            (self.product_support, 1, 49.0, 10.0),
-            (self.product_a, 2, 33.33, 5.0),  # two taxes and its own income account
-        ])
+        sub = self._create_subscription(
+            lines=[
+                (self.product_seat, 3, 10.0, 0.0),
+                (self.product_support, 1, 49.0, 10.0),
+                (self.product_a, 2, 33.33, 5.0),  # two taxes and its own income account
+            ]
+        )
         move = self._assert_same_journal_items(sub, date(2026, 1, 1))
         # Two sale taxes on one line, one on the others: more than one tax line.
-        self.assertGreaterEqual(len(move.line_ids.filtered(lambda l: l.display_type == "tax")), 2)
+        self.assertGreaterEqual(
+            len(move.line_ids.filtered(lambda line: line.display_type == "tax")), 2
+        )
 
     def test_same_journal_items_with_fiscal_position_and_payment_term(self):
-        tax_0 = self.env["account.tax"].create({
-            "name": "Export 0%", "amount": 0.0, "amount_type": "percent",
-            "type_tax_use": "sale", "company_id": self.company.id,
-        })
+        tax_0 = self.env["account.tax"].create(
+            {
+                "name": "Export 0%",
+                "amount": 0.0,
+                "amount_type": "percent",
+                "type_tax_use": "sale",
+                "company_id": self.company.id,
+            }
+        )
         export_account = self.company_data["default_account_revenue"].copy()
-        fpos = self.env["account.fiscal.position"].create({
-            "name": "Export (flex)",
-            "company_id": self.company.id,
-            "tax_ids": [Command.create({"tax_src_id": self.tax_21.id, "tax_dest_id": tax_0.id})],
-            "account_ids": [Command.create({
-                "account_src_id": self.product_seat.property_account_income_id.id,
-                "account_dest_id": export_account.id,
-            })],
-        })
-        partner = self.env["res.partner"].create({
-            "name": "Export customer",
-            "property_account_position_id": fpos.id,
-            "property_payment_term_id": self.pay_terms_b.id,
-        })
+        fpos = self.env["account.fiscal.position"].create(
+            {
+                "name": "Export (flex)",
+                "company_id": self.company.id,
+                "tax_ids": [
+                    Command.create({"tax_src_id": self.tax_21.id, "tax_dest_id": tax_0.id})
+                ],
+                "account_ids": [
+                    Command.create(
+                        {
+                            "account_src_id": self.product_seat.property_account_income_id.id,
+                            "account_dest_id": export_account.id,
+                        }
+                    )
+                ],
+            }
+        )
+        partner = self.env["res.partner"].create(
+            {
+                "name": "Export customer",
+                "property_account_position_id": fpos.id,
+                "property_payment_term_id": self.pay_terms_b.id,
+            }
+        )
         sub = self._create_subscription(partner=partner)
         self.assertEqual(sub.fiscal_position_id, fpos)
         move = self._assert_same_journal_items(sub, date(2026, 1, 1))

@@ -13,10 +13,12 @@ from .common import FlexCommon
 @tagged("post_install", "-at_install")
 class TestRecurringInvoicing(FlexCommon):
     def test_amounts_taxes_and_service_period(self):
-        sub = self._create_subscription(lines=[
-            (self.product_seat, 3, 10.0, 0.0),
-            (self.product_support, 1, 49.0, 10.0),
-        ])
+        sub = self._create_subscription(
+            lines=[
+                (self.product_seat, 3, 10.0, 0.0),
+                (self.product_support, 1, 49.0, 10.0),
+            ]
+        )
         move = self._invoice(sub, date(2026, 1, 1))
         self.assertEqual(len(move), 1)
         self.assertEqual(move.state, "posted")
@@ -27,11 +29,14 @@ class TestRecurringInvoicing(FlexCommon):
         self.assertAlmostEqual(move.amount_untaxed, 74.10, places=2)
         self.assertAlmostEqual(move.amount_tax, 15.56, places=2)
         self.assertAlmostEqual(move.amount_total, 89.66, places=2)
-        self.assertEqual((move.flex_period_start, move.flex_period_end),
-                         (date(2026, 1, 1), date(2026, 1, 31)))
+        self.assertEqual(
+            (move.flex_period_start, move.flex_period_end), (date(2026, 1, 1), date(2026, 1, 31))
+        )
         for line in move.invoice_line_ids:
-            self.assertEqual((line.flex_period_start, line.flex_period_end),
-                             (date(2026, 1, 1), date(2026, 1, 31)))
+            self.assertEqual(
+                (line.flex_period_start, line.flex_period_end),
+                (date(2026, 1, 1), date(2026, 1, 31)),
+            )
             self.assertIn("01/01/2026 - 01/31/2026", line.name)
             self.assertEqual(line.tax_ids, self.tax_21)
         self.assertEqual(sub.next_invoice_date, date(2026, 2, 1))
@@ -41,10 +46,13 @@ class TestRecurringInvoicing(FlexCommon):
         sub = self._create_subscription(start=date(2026, 1, 1))
         self._run_cron(date(2026, 3, 15))
         moves = self._recurring_invoices(sub)
-        self.assertEqual(moves.mapped("invoice_date"),
-                         [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)])
-        self.assertEqual(moves.mapped("flex_period_end"),
-                         [date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31)])
+        self.assertEqual(
+            moves.mapped("invoice_date"), [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
+        )
+        self.assertEqual(
+            moves.mapped("flex_period_end"),
+            [date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31)],
+        )
         self.assertEqual(moves.mapped("amount_total"), [36.30, 36.30, 36.30])  # 30.00 + 21%
         self.assertEqual(sub.next_invoice_date, date(2026, 4, 1))
         # Running again, by the cron or the button, creates nothing new.
@@ -58,14 +66,16 @@ class TestRecurringInvoicing(FlexCommon):
         move = self._invoice(sub, date(2026, 1, 1))
         with self.assertRaises(psycopg2.errors.UniqueViolation), mute_logger("odoo.sql_db"):
             with self.env.cr.savepoint():
-                self.env["account.move"].create({
-                    "move_type": "out_invoice",
-                    "partner_id": self.partner.id,
-                    "flex_subscription_id": sub.id,
-                    "flex_billing_kind": "recurring",
-                    "flex_period_start": move.flex_period_start,
-                    "invoice_line_ids": [Command.create({"name": "again", "price_unit": 1.0})],
-                })
+                self.env["account.move"].create(
+                    {
+                        "move_type": "out_invoice",
+                        "partner_id": self.partner.id,
+                        "flex_subscription_id": sub.id,
+                        "flex_billing_kind": "recurring",
+                        "flex_period_start": move.flex_period_start,
+                        "invoice_line_ids": [Command.create({"name": "again", "price_unit": 1.0})],
+                    }
+                )
                 self.env.flush_all()
 
     def test_invoice_even_if_next_period_start_is_rewound(self):
@@ -93,27 +103,44 @@ class TestRecurringInvoicing(FlexCommon):
         sub = self._create_subscription(plan=plan, start=date(2026, 1, 31))
         self._run_cron(date(2026, 8, 1))
         moves = self._recurring_invoices(sub)
-        self.assertEqual([(m.flex_period_start, m.flex_period_end) for m in moves], [
-            (date(2026, 1, 31), date(2026, 4, 29)),
-            (date(2026, 4, 30), date(2026, 7, 30)),
-            (date(2026, 7, 31), date(2026, 10, 30)),
-        ])
+        self.assertEqual(
+            [(m.flex_period_start, m.flex_period_end) for m in moves],
+            [
+                (date(2026, 1, 31), date(2026, 4, 29)),
+                (date(2026, 4, 30), date(2026, 7, 30)),
+                (date(2026, 7, 31), date(2026, 10, 30)),
+            ],
+        )
 
     def test_price_versions_and_grandfathering(self):
         plan = self._create_plan()
-        self.env["flex.price"].create([
-            {"plan_id": plan.id, "product_id": self.product_seat.id, "currency_id": self.currency.id,
-             "date_start": date(2025, 1, 1), "price_unit": 10.0},
-            {"plan_id": plan.id, "product_id": self.product_seat.id, "currency_id": self.currency.id,
-             "date_start": date(2026, 3, 1), "price_unit": 12.0},
-        ])
+        self.env["flex.price"].create(
+            [
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "currency_id": self.currency.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": 10.0,
+                },
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "currency_id": self.currency.id,
+                    "date_start": date(2026, 3, 1),
+                    "price_unit": 12.0,
+                },
+            ]
+        )
         lines = [(self.product_seat, 3, None, 0.0)]
         sub = self._create_subscription(plan=plan, lines=lines)
         kept = self._create_subscription(plan=plan, lines=lines, grandfathered=True)
         self.assertEqual(sub.line_ids.price_unit, 10.0)
         self._run_cron(date(2026, 3, 15))
         self.assertEqual(self._recurring_invoices(sub).mapped("amount_untaxed"), [30.0, 30.0, 36.0])
-        self.assertEqual(self._recurring_invoices(kept).mapped("amount_untaxed"), [30.0, 30.0, 30.0])
+        self.assertEqual(
+            self._recurring_invoices(kept).mapped("amount_untaxed"), [30.0, 30.0, 30.0]
+        )
         self.assertEqual(self._recurring_invoices(sub)[-1].amount_total, 43.56)  # 36.00 + 7.56
 
     def test_price_without_version_falls_back_to_sales_price(self):
@@ -125,13 +152,20 @@ class TestRecurringInvoicing(FlexCommon):
     def test_failing_subscription_is_isolated(self):
         good = self._create_subscription(start=date(2026, 1, 1))
         archived_product = self._create_product(
-            name="Legacy", lst_price=5.0, type="service", flex_is_subscription=True)
+            name="Legacy", lst_price=5.0, type="service", flex_is_subscription=True
+        )
         archived = self._create_subscription(lines=[(archived_product, 1, 5.0, 0.0)])
         archived_product.active = False
-        deprecated_account = self.company_data["default_account_revenue"].copy({"deprecated": False})
+        deprecated_account = self.company_data["default_account_revenue"].copy(
+            {"deprecated": False}
+        )
         broken_product = self._create_product(
-            name="Broken", lst_price=7.0, type="service", flex_is_subscription=True,
-            property_account_income_id=deprecated_account.id)
+            name="Broken",
+            lst_price=7.0,
+            type="service",
+            flex_is_subscription=True,
+            property_account_income_id=deprecated_account.id,
+        )
         broken = self._create_subscription(lines=[(broken_product, 1, 7.0, 0.0)])
         deprecated_account.deprecated = True
 
@@ -142,7 +176,9 @@ class TestRecurringInvoicing(FlexCommon):
         for sub, text in ((archived, "archived"), (broken, "deprecated")):
             self.assertIn(text, sub.invoicing_error)
             self.assertTrue(sub.activity_ids.filtered(lambda a: a.summary == "Invoicing failed"))
-            self.assertTrue(sub.message_ids.filtered(lambda m: "Recurring invoicing failed" in (m.body or "")))
+            self.assertTrue(
+                sub.message_ids.filtered(lambda m: "Recurring invoicing failed" in (m.body or ""))
+            )
         # The cron does not spin on them today...
         self.assertFalse(self._run_cron(date(2026, 1, 1)))
         # ...and picks them up again tomorrow, once fixed.
@@ -174,21 +210,38 @@ class TestRecurringInvoicing(FlexCommon):
     def test_multi_company_cron(self):
         other = self.setup_other_company(name="Flex Other Co")
         company2 = other["company"]
-        tax2 = self.env["account.tax"].create({
-            "name": "VAT 10% co2", "amount": 10.0, "amount_type": "percent",
-            "type_tax_use": "sale", "company_id": company2.id,
-        })
-        product2 = self.env["product.product"].create({
-            "name": "Seat co2", "type": "service", "flex_is_subscription": True,
-            "company_id": company2.id, "taxes_id": [Command.set(tax2.ids)], "lst_price": 20.0,
-        })
+        tax2 = self.env["account.tax"].create(
+            {
+                "name": "VAT 10% co2",
+                "amount": 10.0,
+                "amount_type": "percent",
+                "type_tax_use": "sale",
+                "company_id": company2.id,
+            }
+        )
+        product2 = self.env["product.product"].create(
+            {
+                "name": "Seat co2",
+                "type": "service",
+                "flex_is_subscription": True,
+                "company_id": company2.id,
+                "taxes_id": [Command.set(tax2.ids)],
+                "lst_price": 20.0,
+            }
+        )
         plan2 = self.env["flex.plan"].create({"name": "Co2 monthly", "company_id": company2.id})
-        partner2 = self.env["res.partner"].create({"name": "Co2 customer", "company_id": company2.id})
-        sub2 = self.Subscription.with_company(company2).create({
-            "partner_id": partner2.id, "plan_id": plan2.id, "company_id": company2.id,
-            "start_date": date(2026, 1, 1),
-            "line_ids": [Command.create({"product_id": product2.id, "quantity": 2})],
-        })
+        partner2 = self.env["res.partner"].create(
+            {"name": "Co2 customer", "company_id": company2.id}
+        )
+        sub2 = self.Subscription.with_company(company2).create(
+            {
+                "partner_id": partner2.id,
+                "plan_id": plan2.id,
+                "company_id": company2.id,
+                "start_date": date(2026, 1, 1),
+                "line_ids": [Command.create({"product_id": product2.id, "quantity": 2})],
+            }
+        )
         sub2.action_confirm()
         sub1 = self._create_subscription(start=date(2026, 1, 1))
         self._run_cron(date(2026, 1, 1))

@@ -13,27 +13,38 @@ class TestSecurity(FlexCommon):
         super().setUpClass()
         cls.other_company = cls.setup_other_company(name="Flex Rival Co")["company"]
         common = {"company_id": cls.company.id, "company_ids": [(6, 0, cls.company.ids)]}
-        cls.user = new_test_user(cls.env, login="flex_sec_user",
-                                 groups="subscription_flex.group_flex_user", **common)
-        cls.manager = new_test_user(cls.env, login="flex_sec_manager",
-                                    groups="subscription_flex.group_flex_manager", **common)
-        cls.outsider = new_test_user(
-            cls.env, login="flex_sec_outsider",
-            groups="subscription_flex.group_flex_manager",
-            company_id=cls.other_company.id, company_ids=[(6, 0, cls.other_company.ids)],
+        cls.user = new_test_user(
+            cls.env, login="flex_sec_user", groups="subscription_flex.group_flex_user", **common
         )
-        cls.employee = new_test_user(cls.env, login="flex_sec_employee", groups="base.group_user",
-                                     **common)
+        cls.manager = new_test_user(
+            cls.env,
+            login="flex_sec_manager",
+            groups="subscription_flex.group_flex_manager",
+            **common,
+        )
+        cls.outsider = new_test_user(
+            cls.env,
+            login="flex_sec_outsider",
+            groups="subscription_flex.group_flex_manager",
+            company_id=cls.other_company.id,
+            company_ids=[(6, 0, cls.other_company.ids)],
+        )
+        cls.employee = new_test_user(
+            cls.env, login="flex_sec_employee", groups="base.group_user", **common
+        )
         cls.sub = cls._create_subscription(start=date(2026, 1, 1))
 
     def test_user_manages_subscriptions_but_not_plans(self):
         sub = self.sub.with_user(self.user)
         self.assertEqual(sub.partner_id, self.partner)
         sub.write({"grandfathered": True})
-        new = self.Subscription.with_user(self.user).create({
-            "partner_id": self.partner.id, "plan_id": self.plan_monthly.id,
-            "line_ids": [(0, 0, {"product_id": self.product_seat.id, "quantity": 1})],
-        })
+        new = self.Subscription.with_user(self.user).create(
+            {
+                "partner_id": self.partner.id,
+                "plan_id": self.plan_monthly.id,
+                "line_ids": [(0, 0, {"product_id": self.product_seat.id, "quantity": 1})],
+            }
+        )
         self.assertEqual(new.state, "draft")
         self.assertTrue(self.plan_monthly.with_user(self.user).name)
         with self.assertRaises(AccessError):
@@ -41,10 +52,13 @@ class TestSecurity(FlexCommon):
         with self.assertRaises(AccessError):
             self.plan_monthly.with_user(self.user).write({"billing_interval": 2})
         with self.assertRaises(AccessError):
-            self.env["flex.price"].with_user(self.user).create({
-                "plan_id": self.plan_monthly.id, "product_id": self.product_seat.id,
-                "price_unit": 1.0,
-            })
+            self.env["flex.price"].with_user(self.user).create(
+                {
+                    "plan_id": self.plan_monthly.id,
+                    "product_id": self.product_seat.id,
+                    "price_unit": 1.0,
+                }
+            )
         with self.assertRaises(AccessError):
             new.unlink()
 
@@ -54,8 +68,11 @@ class TestSecurity(FlexCommon):
         draft = self._create_subscription(confirm=False).with_user(self.manager)
         draft.unlink()
         self.assertFalse(draft.exists())
-        moves = self.sub.with_user(self.manager).with_context(flex_today=date(2026, 1, 1))\
+        moves = (
+            self.sub.with_user(self.manager)
+            .with_context(flex_today=date(2026, 1, 1))
             ._create_recurring_invoices(date(2026, 1, 1))
+        )
         self.assertEqual(len(moves), 1)
 
     def test_other_company_sees_nothing(self):
@@ -75,8 +92,11 @@ class TestSecurity(FlexCommon):
         with self.assertRaises(AccessError):
             self.sub.with_user(self.employee).read(["name"])
         with self.assertRaises(AccessError):
-            self.Subscription.with_user(self.employee).create({
-                "partner_id": self.partner.id, "plan_id": self.plan_monthly.id,
-            })
+            self.Subscription.with_user(self.employee).create(
+                {
+                    "partner_id": self.partner.id,
+                    "plan_id": self.plan_monthly.id,
+                }
+            )
         # Smart buttons degrade to 0 instead of raising for users without the app.
         self.assertEqual(self.partner.with_user(self.employee).flex_subscription_count, 0)

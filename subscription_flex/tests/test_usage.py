@@ -12,40 +12,88 @@ class UsageCommon(FlexCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        metered = {"type": "service", "flex_is_subscription": True, "flex_metered": True,
-                   "taxes_id": [Command.set(cls.tax_21.ids)], "lst_price": 0.0}
-        cls.api_calls = cls._create_product(name="API calls", default_code="API", flex_unit_label="calls",
-                                            flex_aggregation="sum", **metered)
-        cls.storage = cls._create_product(name="Storage", default_code="GB", flex_aggregation="max",
-                                          **metered)
-        cls.users = cls._create_product(name="Active users", default_code="USERS",
-                                        flex_aggregation="unique", **metered)
-        cls.logins = cls._create_product(name="Logins", default_code="LOGINS",
-                                         flex_aggregation="count", **metered)
-        cls.seats_used = cls._create_product(name="Seats in use", default_code="INUSE",
-                                             flex_aggregation="last", flex_allow_corrections=True,
-                                             **metered)
+        metered = {
+            "type": "service",
+            "flex_is_subscription": True,
+            "flex_metered": True,
+            "taxes_id": [Command.set(cls.tax_21.ids)],
+            "lst_price": 0.0,
+        }
+        cls.api_calls = cls._create_product(
+            name="API calls",
+            default_code="API",
+            flex_unit_label="calls",
+            flex_aggregation="sum",
+            **metered,
+        )
+        cls.storage = cls._create_product(
+            name="Storage", default_code="GB", flex_aggregation="max", **metered
+        )
+        cls.users = cls._create_product(
+            name="Active users", default_code="USERS", flex_aggregation="unique", **metered
+        )
+        cls.logins = cls._create_product(
+            name="Logins", default_code="LOGINS", flex_aggregation="count", **metered
+        )
+        cls.seats_used = cls._create_product(
+            name="Seats in use",
+            default_code="INUSE",
+            flex_aggregation="last",
+            flex_allow_corrections=True,
+            **metered,
+        )
         cls.plan = cls._create_plan(name="Usage plan")
-        price = {"plan_id": cls.plan.id, "currency_id": cls.currency.id,
-                 "date_start": date(2025, 1, 1)}
-        cls.env["flex.price"].create([
-            {**price, "product_id": cls.api_calls.id, "pricing_model": "graduated",
-             "price_unit": 0.0, "included_quantity": 1000, "tier_ids": [
-                 Command.create({"up_to": 10000, "unit_price": 0.010}),
-                 Command.create({"open_ended": True, "unit_price": 0.008}),
-             ]},
-            {**price, "product_id": cls.storage.id, "pricing_model": "per_unit", "price_unit": 0.50},
-            {**price, "product_id": cls.users.id, "pricing_model": "volume", "price_unit": 0.0,
-             "tier_ids": [
-                 Command.create({"up_to": 10, "unit_price": 5.0}),
-                 Command.create({"up_to": 50, "unit_price": 4.0}),
-                 Command.create({"open_ended": True, "unit_price": 3.0}),
-             ]},
-            {**price, "product_id": cls.logins.id, "pricing_model": "package", "price_unit": 2.0,
-             "package_size": 100},
-            {**price, "product_id": cls.seats_used.id, "pricing_model": "per_unit",
-             "price_unit": 3.0, "minimum_charge": 10.0},
-        ])
+        price = {
+            "plan_id": cls.plan.id,
+            "currency_id": cls.currency.id,
+            "date_start": date(2025, 1, 1),
+        }
+        cls.env["flex.price"].create(
+            [
+                {
+                    **price,
+                    "product_id": cls.api_calls.id,
+                    "pricing_model": "graduated",
+                    "price_unit": 0.0,
+                    "included_quantity": 1000,
+                    "tier_ids": [
+                        Command.create({"up_to": 10000, "unit_price": 0.010}),
+                        Command.create({"open_ended": True, "unit_price": 0.008}),
+                    ],
+                },
+                {
+                    **price,
+                    "product_id": cls.storage.id,
+                    "pricing_model": "per_unit",
+                    "price_unit": 0.50,
+                },
+                {
+                    **price,
+                    "product_id": cls.users.id,
+                    "pricing_model": "volume",
+                    "price_unit": 0.0,
+                    "tier_ids": [
+                        Command.create({"up_to": 10, "unit_price": 5.0}),
+                        Command.create({"up_to": 50, "unit_price": 4.0}),
+                        Command.create({"open_ended": True, "unit_price": 3.0}),
+                    ],
+                },
+                {
+                    **price,
+                    "product_id": cls.logins.id,
+                    "pricing_model": "package",
+                    "price_unit": 2.0,
+                    "package_size": 100,
+                },
+                {
+                    **price,
+                    "product_id": cls.seats_used.id,
+                    "pricing_model": "per_unit",
+                    "price_unit": 3.0,
+                    "minimum_charge": 10.0,
+                },
+            ]
+        )
 
     @classmethod
     def _usage_subscription(cls, **vals):
@@ -61,7 +109,8 @@ class UsageCommon(FlexCommon):
 
     def _line(self, move, product, late=False):
         lines = move.invoice_line_ids.filtered(
-            lambda line: line.product_id == product and ("late usage" in line.name) == late)
+            lambda line: line.product_id == product and ("late usage" in line.name) == late
+        )
         self.assertEqual(len(lines), 1, f"one line for {product.display_name} on {move.name}")
         return lines
 
@@ -79,15 +128,28 @@ class TestUsageRating(UsageCommon):
             {"product": "INUSE", "quantity": 4, "time": "2026-01-05T09:00:00Z", "key": "s1"},
             {"product": "INUSE", "quantity": 2, "time": "2026-01-20T09:00:00Z", "key": "s2"},
         ]
-        events += [{"product": "USERS", "quantity": 1, "time": "2026-01-10T08:00:00Z",
-                    "key": f"u{i}", "unique_value": f"user-{i % 12}"} for i in range(30)]
-        events += [{"product": "LOGINS", "time": "2026-01-11T08:00:00Z", "key": f"l{i}"}
-                   for i in range(250)]
+        events += [
+            {
+                "product": "USERS",
+                "quantity": 1,
+                "time": "2026-01-10T08:00:00Z",
+                "key": f"u{i}",
+                "unique_value": f"user-{i % 12}",
+            }
+            for i in range(30)
+        ]
+        events += [
+            {"product": "LOGINS", "time": "2026-01-11T08:00:00Z", "key": f"l{i}"}
+            for i in range(250)
+        ]
         result = self._ingest(sub, events)
-        self.assertEqual((result["accepted"], result["duplicates"], result["rejected"]),
-                         (287, 0, 0))
+        self.assertEqual(
+            (result["accepted"], result["duplicates"], result["rejected"]), (287, 0, 0)
+        )
         january = self._invoice(sub, date(2026, 1, 1))
-        self.assertFalse(january.invoice_line_ids.filtered(lambda l: l.flex_line_kind == "usage"))
+        self.assertFalse(
+            january.invoice_line_ids.filtered(lambda line: line.flex_line_kind == "usage")
+        )
         february = self._invoice(sub, date(2026, 2, 1))
         # 12,500 calls - 1,000 included = 11,500: 10,000 x 0.010 + 1,500 x 0.008
         self.assertEqual(self._line(february, self.api_calls).price_subtotal, 112.00)
@@ -100,8 +162,10 @@ class TestUsageRating(UsageCommon):
         self.assertEqual(february.amount_tax, 46.43)
         self.assertEqual(february.amount_total, 267.53)
         api_line = self._line(february, self.api_calls)
-        self.assertEqual((api_line.flex_period_start, api_line.flex_period_end),
-                         (date(2026, 1, 1), date(2026, 1, 31)))
+        self.assertEqual(
+            (api_line.flex_period_start, api_line.flex_period_end),
+            (date(2026, 1, 1), date(2026, 1, 31)),
+        )
         self.assertIn("12,500 calls, 1,000 included", api_line.name)
         self.assertIn("10,000 × 0.01 = 100.00", api_line.name)
         self.assertIn("1,500 × 0.008 = 12.00", api_line.name)
@@ -112,41 +176,58 @@ class TestUsageRating(UsageCommon):
 
     def test_late_event_is_rerated_on_the_next_invoice(self):
         sub = self._usage_subscription()
-        self._ingest(sub, [
-            {"product": "API", "quantity": 12500, "time": "2026-01-03T10:00:00Z", "key": "a1"}])
+        self._ingest(
+            sub,
+            [{"product": "API", "quantity": 12500, "time": "2026-01-03T10:00:00Z", "key": "a1"}],
+        )
         self._run_cron(date(2026, 2, 1))
-        self._ingest(sub, [
-            {"product": "API", "quantity": 500, "time": "2026-01-20T10:00:00Z", "key": "late"},
-            {"product": "API", "quantity": 2000, "time": "2026-02-10T10:00:00Z", "key": "feb"},
-        ], now=datetime(2026, 2, 11))
+        self._ingest(
+            sub,
+            [
+                {"product": "API", "quantity": 500, "time": "2026-01-20T10:00:00Z", "key": "late"},
+                {"product": "API", "quantity": 2000, "time": "2026-02-10T10:00:00Z", "key": "feb"},
+            ],
+            now=datetime(2026, 2, 11),
+        )
         march = self._invoice(sub, date(2026, 3, 1))
         late = self._line(march, self.api_calls, late=True)
         # January re-rated with the late event: 13,000 - 1,000 = 12,000 -> 100.00 + 16.00,
         # minus the 112.00 already invoiced.
         self.assertEqual(late.price_subtotal, 4.00)
-        self.assertEqual((late.flex_period_start, late.flex_period_end),
-                         (date(2026, 1, 1), date(2026, 1, 31)))
+        self.assertEqual(
+            (late.flex_period_start, late.flex_period_end), (date(2026, 1, 1), date(2026, 1, 31))
+        )
         # February alone: 2,000 - 1,000 included = 1,000 x 0.010.
         self.assertEqual(self._line(march, self.api_calls).price_subtotal, 10.00)
         self.assertEqual(
-            self.env["flex.usage"].search([("key", "=", "late")]).invoice_line_id, late)
+            self.env["flex.usage"].search([("key", "=", "late")]).invoice_line_id, late
+        )
 
     def test_minimum_charge_applies_without_usage(self):
         sub = self._usage_subscription()
         self._run_cron(date(2026, 2, 1))
         february = self._recurring_invoices(sub)[-1]
         self.assertEqual(self._line(february, self.seats_used).price_subtotal, 10.00)
-        usage_lines = february.invoice_line_ids.filtered(lambda l: l.flex_line_kind == "usage")
+        usage_lines = february.invoice_line_ids.filtered(
+            lambda line: line.flex_line_kind == "usage"
+        )
         self.assertEqual(usage_lines.product_id, self.seats_used)
 
     def test_in_arrears_plan_bills_usage_of_the_same_period(self):
         plan = self._create_plan(invoicing_timing="arrears")
-        self.env["flex.price"].create({
-            "plan_id": plan.id, "product_id": self.storage.id, "currency_id": self.currency.id,
-            "date_start": date(2025, 1, 1), "price_unit": 1.25})
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.storage.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2025, 1, 1),
+                "price_unit": 1.25,
+            }
+        )
         sub = self._create_subscription(plan=plan, lines=[(self.storage, 1, None, 0.0)])
-        self._ingest(sub, [{"product": "GB", "quantity": 7, "time": "2026-01-09T00:00:00Z",
-                            "key": "x"}])
+        self._ingest(
+            sub, [{"product": "GB", "quantity": 7, "time": "2026-01-09T00:00:00Z", "key": "x"}]
+        )
         move = self._invoice(sub, date(2026, 2, 1))
         self.assertEqual(move.invoice_line_ids.price_subtotal, 8.75)  # 7 x 1.25
         self.assertEqual(move.flex_period_start, date(2026, 1, 1))
@@ -154,18 +235,22 @@ class TestUsageRating(UsageCommon):
     def test_live_summary(self):
         sub = self._usage_subscription()
         self._invoice(sub, date(2026, 1, 1))
-        self._ingest(sub, [
-            {"product": "API", "quantity": 600, "time": "2026-01-03T10:00:00Z", "key": "a1"},
-            {"product": "API", "quantity": 900, "time": "2026-01-04T10:00:00Z", "key": "a2"},
-        ])
+        self._ingest(
+            sub,
+            [
+                {"product": "API", "quantity": 600, "time": "2026-01-03T10:00:00Z", "key": "a1"},
+                {"product": "API", "quantity": 900, "time": "2026-01-04T10:00:00Z", "key": "a2"},
+            ],
+        )
         summary = {row["product"]: row for row in sub._get_usage_summary(datetime(2026, 1, 20))}
         api = summary[self.api_calls]
         self.assertEqual(api["quantity"], 1500)
         self.assertEqual(api["included_left"], 0)
         self.assertEqual(str(api["amount"]), "5.00")  # 500 x 0.010
         self.assertEqual(summary[self.seats_used]["amount"], 10)  # minimum, no usage yet
-        self.assertEqual((api["period_start"], api["period_end"]),
-                         (date(2026, 1, 1), date(2026, 1, 31)))
+        self.assertEqual(
+            (api["period_start"], api["period_end"]), (date(2026, 1, 1), date(2026, 1, 31))
+        )
         self.assertIn("Active users", sub.usage_summary_html)
 
 
@@ -176,8 +261,9 @@ class TestUsageIngestion(UsageCommon):
         event = {"product": "API", "quantity": 10, "time": "2026-01-05T00:00:00Z", "key": "k1"}
         first = self._ingest(sub, [event, dict(event), {**event, "key": "k2"}])
         self.assertEqual((first["accepted"], first["duplicates"]), (2, 1))
-        self.assertEqual([r["status"] for r in first["results"]],
-                         ["accepted", "duplicate", "accepted"])
+        self.assertEqual(
+            [r["status"] for r in first["results"]], ["accepted", "duplicate", "accepted"]
+        )
         again = self._ingest(sub, [event])
         self.assertEqual((again["accepted"], again["duplicates"]), (0, 1))
         self.assertEqual(self.env["flex.usage"].search_count([("subscription_id", "=", sub.id)]), 2)
@@ -187,8 +273,12 @@ class TestUsageIngestion(UsageCommon):
         other = self._create_subscription(start=date(2026, 1, 1))
         closed = self._usage_subscription()
         closed.with_context(flex_today=date(2026, 1, 2)).action_close_now()
-        good = {"subscription": sub.id, "product": "API", "quantity": 1,
-                "time": "2026-01-05T00:00:00Z"}
+        good = {
+            "subscription": sub.id,
+            "product": "API",
+            "quantity": 1,
+            "time": "2026-01-05T00:00:00Z",
+        }
         events = [
             {**good, "key": "ok"},
             {**good, "key": "nosub", "subscription": 999999},
@@ -209,17 +299,31 @@ class TestUsageIngestion(UsageCommon):
             "not an object",
         ]
         result = self.env["flex.usage"].with_context(flex_now=datetime(2026, 1, 31))._ingest(events)
-        statuses = {r["key"] if isinstance(r["key"], str) and 0 < len(r["key"]) < 50 else r["index"]:
-                    (r["status"], r.get("reason")) for r in result["results"]}
+        statuses = {
+            r["key"] if isinstance(r["key"], str) and 0 < len(r["key"]) < 50 else r["index"]: (
+                r["status"],
+                r.get("reason"),
+            )
+            for r in result["results"]
+        }
         self.assertEqual(statuses["ok"][0], "accepted")
         self.assertEqual(statuses["byname"][0], "accepted")
         self.assertEqual(statuses["corr"][0], "accepted")
         expected = {
-            "nosub": "Unknown subscription", "noprod": "Unknown product",
-            "notmetered": "not metered", "notonsub": "not on this subscription",
-            "closed": "not running", "future": "future", "before": "before the subscription",
-            "nan": "must be a number", "bool": "must be a number", "neg": "Negative",
-            "badtime": "ISO 8601", 14: "longer than", 13: "Missing", 16: "object",
+            "nosub": "Unknown subscription",
+            "noprod": "Unknown product",
+            "notmetered": "not metered",
+            "notonsub": "not on this subscription",
+            "closed": "not running",
+            "future": "future",
+            "before": "before the subscription",
+            "nan": "must be a number",
+            "bool": "must be a number",
+            "neg": "Negative",
+            "badtime": "ISO 8601",
+            14: "longer than",
+            13: "Missing",
+            16: "object",
         }
         for key, text in expected.items():
             status, reason = statuses[key]
@@ -228,21 +332,32 @@ class TestUsageIngestion(UsageCommon):
         self.assertEqual((result["accepted"], result["rejected"]), (3, 14))
         self.assertEqual(
             sorted(self.env["flex.usage"].search([("subscription_id", "=", sub.id)]).mapped("key")),
-            ["byname", "corr", "ok"])
+            ["byname", "corr", "ok"],
+        )
 
     def test_orm_create_and_import_deduplicate(self):
         sub = self._usage_subscription()
-        self._ingest(sub, [{"product": "API", "quantity": 5, "time": "2026-01-05T00:00:00Z",
-                            "key": "same"}])
+        self._ingest(
+            sub, [{"product": "API", "quantity": 5, "time": "2026-01-05T00:00:00Z", "key": "same"}]
+        )
         Usage = self.env["flex.usage"].with_context(flex_now=datetime(2026, 1, 31))
-        record = Usage.create({"subscription_id": sub.id, "product_id": self.api_calls.id,
-                               "quantity": 5, "event_time": "2026-01-05 00:00:00", "key": "same"})
+        record = Usage.create(
+            {
+                "subscription_id": sub.id,
+                "product_id": self.api_calls.id,
+                "quantity": 5,
+                "event_time": "2026-01-05 00:00:00",
+                "key": "same",
+            }
+        )
         self.assertEqual(record.source, "batch")  # the one recorded first
         result = Usage.with_context(import_file=True).load(
             ["subscription_id", "product_id", "quantity", "event_time", "key"],
-            [[sub.name, "API calls", "2", "2026-01-06 10:00:00", "imp-1"],
-             [sub.name, "API calls", "2", "2026-01-06 10:00:00", "imp-1"],
-             [sub.name, "API calls", "2", "2026-01-06 10:00:00", "same"]],
+            [
+                [sub.name, "API calls", "2", "2026-01-06 10:00:00", "imp-1"],
+                [sub.name, "API calls", "2", "2026-01-06 10:00:00", "imp-1"],
+                [sub.name, "API calls", "2", "2026-01-06 10:00:00", "same"],
+            ],
         )
         self.assertFalse(result["messages"], result["messages"])
         keys = self.env["flex.usage"].search([("subscription_id", "=", sub.id)]).mapped("key")
@@ -257,8 +372,10 @@ class TestUsageIngestion(UsageCommon):
 
     def test_invoiced_usage_is_frozen(self):
         sub = self._usage_subscription()
-        self._ingest(sub, [{"product": "API", "quantity": 5, "time": "2026-01-05T00:00:00Z",
-                            "key": "frozen"}])
+        self._ingest(
+            sub,
+            [{"product": "API", "quantity": 5, "time": "2026-01-05T00:00:00Z", "key": "frozen"}],
+        )
         self._run_cron(date(2026, 2, 1))
         usage = self.env["flex.usage"].search([("key", "=", "frozen")])
         self.assertEqual(usage.state, "invoiced")
@@ -267,5 +384,11 @@ class TestUsageIngestion(UsageCommon):
         with self.assertRaises(UserError):
             usage.unlink()
         with self.assertRaises(ValidationError):
-            self.env["flex.usage"].create({"subscription_id": sub.id, "product_id": self.api_calls.id,
-                                           "quantity": 1, "event_time": "2026-01-05 00:00:00"})
+            self.env["flex.usage"].create(
+                {
+                    "subscription_id": sub.id,
+                    "product_id": self.api_calls.id,
+                    "quantity": 1,
+                    "event_time": "2026-01-05 00:00:00",
+                }
+            )
