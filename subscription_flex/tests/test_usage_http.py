@@ -106,6 +106,39 @@ class TestUsageHttp(HttpCase):
             (usage.quantity, usage.source, usage.create_uid), (2.0, "api", self.api_user)
         )
 
+    def test_duplicates_across_paths(self):
+        """A key first recorded by the Python batch, then by an import, is a duplicate over
+        HTTP, and the other way round."""
+        Usage = self.env["flex.usage"]
+        Usage._ingest([self._event("from-batch")])
+        Usage.with_context(import_file=True).load(
+            ["subscription_id", "product_id", "quantity", "event_time", "key"],
+            [
+                [
+                    self.sub.name,
+                    "HTTP calls",
+                    "2",
+                    fields.Datetime.to_string(datetime.now() - timedelta(days=1)),
+                    "from-import",
+                ]
+            ],
+        )
+        body = self._post(
+            {
+                "events": [
+                    self._event("from-batch"),
+                    self._event("from-import"),
+                    self._event("from-http"),
+                ]
+            },
+            self.key,
+        ).json()
+        self.assertEqual(
+            [r["status"] for r in body["results"]], ["duplicate", "duplicate", "accepted"]
+        )
+        self.assertEqual(Usage._ingest([self._event("from-http")])["duplicates"], 1)
+        self.assertEqual(self._count(), 3)
+
     def test_authentication(self):
         event = {"events": [self._event("auth")]}
         self.assertEqual(self._post(event).status_code, 401)
