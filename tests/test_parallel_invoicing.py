@@ -111,7 +111,8 @@ def test_two_workers_invoice_each_period_exactly_once():
             )
             rows = cr.fetchall()
             cr.execute(
-                "SELECT count(*) FROM flex_subscription WHERE id = ANY(%s) AND invoicing_error IS NOT NULL",
+                "SELECT count(*) FROM flex_subscription"
+                " WHERE id = ANY(%s) AND invoicing_error IS NOT NULL",
                 [sub_ids],
             )
             failed = cr.fetchone()[0]
