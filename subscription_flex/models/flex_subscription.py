@@ -148,6 +148,7 @@ class FlexSubscription(models.Model):
         help="If a cancellation were requested today, the service would end on this day.",
     )
     end_rule = fields.Char(compute="_compute_end_rule", string="Cancellation Rule")
+    end_rule_summary = fields.Char(compute="_compute_end_rule", string="Cancellation Summary")
     billing_period_label = fields.Char(related="plan_id.period_label")
 
     _sql_constraints = [
@@ -286,6 +287,7 @@ class FlexSubscription(models.Model):
                 sub.earliest_end_date = sub.end_date
             else:
                 sub.earliest_end_date = sub._compute_earliest_end(today)
+            sub.end_rule_summary = sub._end_rule_sentence()
 
     # ------------------------------------------------------------ constraints
 
@@ -568,6 +570,30 @@ class FlexSubscription(models.Model):
             anchor,
             plan.billing_interval,
             plan.billing_unit,
+        )
+
+    def _end_rule_sentence(self):
+        self.ensure_one()
+        if not self.end_rule or self.state in ("draft", "closed"):
+            return False
+        scheduled = self.state == "to_close" or (self.end_date and self.state != "paused")
+        end = self.end_date if scheduled else self.earliest_end_date
+        if not end:
+            return self.env._("%(rule)s.", rule=self.end_rule)
+        values = {
+            "rule": self.end_rule,
+            "date": format_date(self.env, end),
+            "last": format_date(self.env, end - timedelta(days=1)),
+        }
+        if scheduled:
+            return self.env._(
+                "%(rule)s. The service ends on %(date)s (last day of service: %(last)s).",
+                **values,
+            )
+        return self.env._(
+            "%(rule)s. If cancelled today, the service would end on %(date)s "
+            "(last day of service: %(last)s).",
+            **values,
         )
 
     def _close(self, day, reason=None, note=None):

@@ -26,6 +26,7 @@ class FlexSubscriptionLine(models.Model):
         "uom.uom", compute="_compute_product_uom_id", store=True, readonly=False, precompute=True
     )
     name = fields.Char(string="Description")
+    product_metered = fields.Boolean(related="product_id.flex_metered")
     quantity = fields.Float(default=1.0, digits="Product Unit of Measure", required=True)
     price_unit = fields.Monetary(
         compute="_compute_price_unit",
@@ -66,9 +67,13 @@ class FlexSubscriptionLine(models.Model):
             day = sub.next_period_start or sub.start_date or fields.Date.context_today(line)
             line.price_unit = line._lookup_price(day)
 
-    @api.depends("price_unit", "quantity", "discount", "currency_id")
+    @api.depends("price_unit", "quantity", "discount", "currency_id", "product_id.flex_metered")
     def _compute_price_subtotal(self):
         for line in self:
+            if line.product_metered:
+                # Billed from usage: no fixed amount per period.
+                line.price_subtotal = 0.0
+                continue
             decimals = line.currency_id.decimal_places if line.currency_id else 2
             line.price_subtotal = float(
                 line_subtotal(line.price_unit, line.quantity, line.discount, decimals)

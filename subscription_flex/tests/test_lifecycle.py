@@ -95,9 +95,15 @@ class TestLifecycle(FlexCommon):
         )
         self.assertIn("minimum term 12 months", sub.end_rule.lower())
         self.assertIn("notice 1 months", sub.end_rule.lower())
+        self.assertIn(
+            "If cancelled today, the service would end on 01/01/2027 "
+            "(last day of service: 12/31/2026)",
+            sub.with_context(flex_today=date(2026, 3, 10)).end_rule_summary,
+        )
         sub.with_context(flex_today=date(2026, 3, 10)).action_request_close()
         self.assertEqual(sub.state, "to_close")
         self.assertEqual(sub.end_date, date(2027, 1, 1))
+        self.assertIn("The service ends on 01/01/2027", sub.end_rule_summary)
 
     def test_requested_later_end_date_is_rounded_to_period_end(self):
         sub = self._create_subscription(start=date(2026, 1, 1))

@@ -146,6 +146,8 @@ class TestUsageRating(UsageCommon):
         self.assertEqual(
             (result["accepted"], result["duplicates"], result["rejected"]), (287, 0, 0)
         )
+        # Metered lines have no fixed amount: the recurring total is the seats only.
+        self.assertEqual(sub.recurring_total, 30.0)
         january = self._invoice(sub, date(2026, 1, 1))
         self.assertFalse(
             january.invoice_line_ids.filtered(lambda line: line.flex_line_kind == "usage")
