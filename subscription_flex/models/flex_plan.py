@@ -110,13 +110,28 @@ class FlexPlan(models.Model):
 
     @api.depends("billing_interval", "billing_unit")
     def _compute_period_label(self):
-        labels = dict(self._fields["billing_unit"]._description_selection(self.env))
+        env = self.env
+        single = {
+            "day": env._("Daily"),
+            "week": env._("Weekly"),
+            "month": env._("Monthly"),
+            "year": env._("Yearly"),
+        }
+        plural = {
+            "day": env._("days"),
+            "week": env._("weeks"),
+            "month": env._("months"),
+            "year": env._("years"),
+        }
         for plan in self:
-            plan.period_label = self.env._(
-                "every %(count)s %(unit)s",
-                count=plan.billing_interval,
-                unit=labels.get(plan.billing_unit, "").lower(),
-            )
+            if plan.billing_interval == 1:
+                plan.period_label = single.get(plan.billing_unit)
+            else:
+                plan.period_label = env._(
+                    "Every %(count)s %(unit)s",
+                    count=plan.billing_interval,
+                    unit=plural.get(plan.billing_unit, ""),
+                )
 
     @api.constrains("term_type", "term_length")
     def _check_term(self):

@@ -34,6 +34,11 @@ class TestForms(FlexCommon):
         self.assertEqual(sub.recurring_total, 42.5)
         self.assertEqual(sub.state, "draft")
 
+    def test_period_label(self):
+        self.assertEqual(self.plan_monthly.period_label, "Monthly")
+        quarterly = self._create_plan(billing_interval=3, billing_unit="month")
+        self.assertEqual(quarterly.period_label, "Every 3 months")
+
     def test_close_wizard_shows_rule_and_schedules_end(self):
         plan = self._create_plan(notice_length=10, notice_unit="day")
         sub = self._create_subscription(plan=plan, start=date(2026, 1, 1))
