@@ -481,10 +481,18 @@ class FlexSubscription(models.Model):
         if not self.env.user.has_group("subscription_flex.group_flex_manager"):
             raise UserError(self.env._("Only subscription managers can close immediately."))
         today = self._today()
+        if any(sub.state in ("draft", "closed") for sub in self):
+            raise UserError(self.env._("Only running subscriptions can be closed."))
         for sub in self:
-            if sub.state in ("draft", "closed"):
-                raise UserError(self.env._("%(name)s is not running.", name=sub.name))
-            sub._close(today, reason or sub.close_reason_id)
+            reason = reason or sub.close_reason_id
+            if sub.state in ("active", "to_close") and sub.plan_id.invoicing_timing == "advance":
+                # Usage recorded since the last invoice is still owed: bill it on a final
+                # invoice, which closes the subscription (see _update_lifecycle).
+                sub.write({"end_date": today, "close_reason_id": reason.id})
+                if sub._needs_final_usage_invoice(today):
+                    sub._create_recurring_invoices(today)
+            if sub.state != "closed":
+                sub._close(today, reason)
         return True
 
     def action_create_invoices(self):
@@ -914,6 +922,7 @@ class FlexSubscription(models.Model):
                 not sub.usage_billed_until or cut > sub.usage_billed_until
             ):
                 sub.usage_billed_until = cut
+        self._sync_line_prices(moves)
         # One write per distinct set of values (a batch mostly shares one next period
         # start) instead of one per subscription: the recomputation of next_invoice_date
         # and its tracking then run once over the group.
@@ -926,6 +935,28 @@ class FlexSubscription(models.Model):
             if next_start:
                 vals["next_period_start"] = next_start
             self.browse(sub_ids).write(vals)
+
+    def _sync_line_prices(self, moves):
+        """Show on the subscription the price its latest invoice charged: after a new
+        price version starts, the lines display it (custom and grandfathered prices
+        never change). Writes only the lines whose price moved."""
+        latest = {}
+        for move in moves.filtered(lambda m: m.flex_billing_kind == "recurring"):
+            sub = move.flex_subscription_id
+            if sub.grandfathered:
+                continue
+            if sub not in latest or move.flex_period_start > latest[sub].flex_period_start:
+                latest[sub] = move
+        for move in latest.values():
+            for inv_line in move.invoice_line_ids:
+                line = inv_line.flex_subscription_line_id
+                if (
+                    inv_line.flex_line_kind == "recurring"
+                    and line
+                    and not line.price_overridden
+                    and line.price_unit != inv_line.price_unit
+                ):
+                    line.price_unit = inv_line.price_unit
 
     def _log_invoicing_errors(self, errors):
         today = self._today()

@@ -142,6 +142,10 @@ class TestRecurringInvoicing(FlexCommon):
             self._recurring_invoices(kept).mapped("amount_untaxed"), [30.0, 30.0, 30.0]
         )
         self.assertEqual(self._recurring_invoices(sub)[-1].amount_total, 43.56)  # 36.00 + 7.56
+        # The subscription now shows the price it is billed; the grandfathered one keeps its.
+        self.assertEqual(sub.line_ids.price_unit, 12.0)
+        self.assertEqual(sub.recurring_total, 36.0)
+        self.assertEqual(kept.line_ids.price_unit, 10.0)
 
     def test_price_without_version_falls_back_to_sales_price(self):
         sub = self._create_subscription(lines=[(self.product_support, 2, None, 0.0)])

@@ -234,6 +234,35 @@ class TestUsageRating(UsageCommon):
         self.assertEqual(move.invoice_line_ids.price_subtotal, 8.75)  # 7 x 1.25
         self.assertEqual(move.flex_period_start, date(2026, 1, 1))
 
+    def test_close_now_bills_the_last_usage(self):
+        sub = self._usage_subscription()
+        self._invoice(sub, date(2026, 1, 1))
+        self._ingest(
+            sub, [{"product": "GB", "quantity": 9, "time": "2026-01-10T00:00:00Z", "key": "g"}]
+        )
+        sub.with_context(flex_today=date(2026, 1, 20)).action_close_now(
+            reason=self.env.ref("subscription_flex.close_reason_too_expensive")
+        )
+        self.assertEqual(sub.state, "closed")
+        self.assertEqual(sub.close_date, date(2026, 1, 20))
+        final = self.env["account.move"].search(
+            [("flex_subscription_id", "=", sub.id), ("flex_billing_kind", "=", "usage_final")]
+        )
+        self.assertEqual(len(final), 1)
+        self.assertEqual(final.invoice_date, date(2026, 1, 20))
+        # Storage 9 GB x 0.50 + the seats-in-use minimum 10.00; no base charges.
+        self.assertEqual(self._line(final, self.storage).price_subtotal, 4.50)
+        self.assertEqual(self._line(final, self.seats_used).price_subtotal, 10.00)
+        self.assertFalse(
+            final.invoice_line_ids.filtered(lambda line: line.product_id == self.product_seat)
+        )
+        self.assertEqual(final.amount_total, 17.55)  # 14.50 + 21% (0.95 + 2.10)
+        self.assertEqual(
+            (final.flex_period_start, final.flex_period_end), (date(2026, 1, 1), date(2026, 1, 19))
+        )
+        # Nothing more afterwards.
+        self.assertFalse(self._run_cron(date(2026, 3, 1)))
+
     def test_live_summary(self):
         sub = self._usage_subscription()
         self._invoice(sub, date(2026, 1, 1))
