@@ -79,6 +79,18 @@ class FlexSubscriptionLine(models.Model):
                 line_subtotal(line.price_unit, line.quantity, line.discount, decimals)
             )
 
+    @api.onchange("price_unit")
+    def _onchange_price_unit(self):
+        """A price typed by hand is a custom price: price versions must not replace it."""
+        sub = self.subscription_id
+        if not self.product_id or self.price_overridden or self.product_metered:
+            return
+        day = sub.next_period_start or sub.start_date or fields.Date.context_today(self)
+        if self.currency_id and self.currency_id.compare_amounts(
+            self.price_unit, self._lookup_price(day)
+        ):
+            self.price_overridden = True
+
     def _lookup_price(self, day):
         """Price version valid on ``day``; the product's sales price (converted) when the
         plan has none for this product and currency."""

@@ -221,22 +221,21 @@ class FlexSubscription(models.Model):
         windows, owners = {}, {}
         free_windows = set()
         late = self._late_usage_windows()
-        for sub in self:
+        cuts_by_sub = defaultdict(list)
+        for invoice_key, cut in cuts.items():
+            cuts_by_sub[invoice_key[0]].append((invoice_key, cut))
+        for sub, sub_cuts in cuts_by_sub.items():
             if not sub.has_metered_lines:
                 continue
             start = sub.usage_billed_until or sub.billing_anchor_date
-            first = True
-            for invoice_key, cut in cuts.items():
-                if invoice_key[0] != sub:
-                    continue
-                if first:
-                    for late_period in late.get(sub, []):
-                        wid = len(windows)
-                        windows[wid] = (sub.id, late_period.start, late_period.end)
-                        owners[wid] = (sub, invoice_key, late_period, True)
-                        if late_period.end <= sub.billing_anchor_date:
-                            free_windows.add(wid)
-                    first = False
+            # Late events go on the first invoice of the batch for this subscription.
+            for late_period in late.get(sub, []):
+                wid = len(windows)
+                windows[wid] = (sub.id, late_period.start, late_period.end)
+                owners[wid] = (sub, sub_cuts[0][0], late_period, True)
+                if late_period.end <= sub.billing_anchor_date:
+                    free_windows.add(wid)
+            for invoice_key, cut in sub_cuts:
                 if cut > start:
                     wid = len(windows)
                     windows[wid] = (sub.id, start, cut)

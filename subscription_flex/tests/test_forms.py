@@ -34,6 +34,19 @@ class TestForms(FlexCommon):
         self.assertEqual(sub.recurring_total, 42.5)
         self.assertEqual(sub.state, "draft")
 
+    def test_typed_price_becomes_custom_price(self):
+        form = Form(self.Subscription)
+        form.partner_id = self.partner
+        form.plan_id = self.plan_monthly
+        with form.line_ids.new() as line:
+            line.product_id = self.product_seat
+            self.assertEqual(line.price_unit, 10.0)
+            self.assertFalse(line.price_overridden)
+            line.price_unit = 7.5
+            self.assertTrue(line.price_overridden)
+        sub = form.save()
+        self.assertEqual((sub.line_ids.price_unit, sub.line_ids.price_overridden), (7.5, True))
+
     def test_period_label(self):
         self.assertEqual(self.plan_monthly.period_label, "Monthly")
         quarterly = self._create_plan(billing_interval=3, billing_unit="month")
