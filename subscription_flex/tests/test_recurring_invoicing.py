@@ -211,6 +211,46 @@ class TestRecurringInvoicing(FlexCommon):
         self.assertEqual(sub.next_invoice_date, date(2026, 1, 1))
         self.assertEqual(len(self._invoice(sub, date(2026, 1, 1))), 1)
 
+    def test_foreign_currency_prices_and_journal_amounts(self):
+        eur = self.setup_other_currency("EUR")  # 2 EUR for 1 unit of company currency in 2026
+        plan = self._create_plan()
+        self.env["flex.price"].create(
+            [
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "currency_id": eur.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": 19.99,
+                },
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "currency_id": self.currency.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": 9.0,
+                },
+            ]
+        )
+        sub = self._create_subscription(
+            plan=plan, lines=[(self.product_seat, 3, None, 0.0)], currency_id=eur.id
+        )
+        self.assertEqual(sub.line_ids.price_unit, 19.99)
+        move = self._invoice(sub, date(2026, 1, 1))
+        self.assertEqual(move.currency_id, eur)
+        self.assertEqual(move.amount_untaxed, 59.97)  # 3 x 19.99 EUR
+        self.assertEqual(move.amount_tax, 12.59)  # 21% of 59.97 = 12.5937
+        self.assertEqual(move.amount_total, 72.56)
+        # Journal items in company currency at the invoice date's rate (2 EUR = 1), each
+        # item converted and rounded on its own: 59.97 / 2 = 29.985 -> 29.99 and
+        # 12.59 / 2 = 6.295 -> 6.30, so the receivable is 36.29 (not 72.56 / 2 = 36.28).
+        product_line = move.line_ids.filtered(lambda line: line.display_type == "product")
+        tax_line = move.line_ids.filtered(lambda line: line.display_type == "tax")
+        self.assertEqual((product_line.balance, tax_line.balance), (-29.99, -6.30))
+        receivable = move.line_ids.filtered(lambda line: line.display_type == "payment_term")
+        self.assertEqual(receivable.amount_currency, 72.56)
+        self.assertEqual(receivable.balance, 36.29)
+
     def test_multi_company_cron(self):
         other = self.setup_other_company(name="Flex Other Co")
         company2 = other["company"]
