@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import fields, models
 
 
 class AccountMove(models.Model):
@@ -73,10 +73,28 @@ class AccountMove(models.Model):
             }
             self.env.ref("account.ir_cron_account_move_send")._trigger()
 
-    @api.ondelete(at_uninstall=False)
-    def _unlink_flex_rewind(self):
-        """Deleting the last recurring draft of a subscription makes its period due again."""
-        for move in self.filtered(lambda m: m.flex_billing_kind == "recurring"):
+    def unlink(self):
+        # Before super(): account.move.unlink deletes the lines first, and the usage
+        # they billed must be found through them.
+        self._flex_rewind()
+        return super().unlink()
+
+    def _flex_rewind(self):
+        """Deleting the last draft of a subscription makes its period due again, and the
+        usage it billed pending again (billed by the next invoice, never lost). If the
+        deletion is refused (posted invoice), the transaction rolls this back with it."""
+        flex_moves = self.filtered("flex_subscription_id")
+        if not flex_moves:
+            return
+        self.env["flex.subscription"]._release_usage(flex_moves.line_ids)
+        for move in flex_moves:
             sub = move.flex_subscription_id
-            if sub and sub.next_period_start == fields.Date.add(move.flex_period_end, days=1):
+            usage_lines = move.line_ids.filtered(lambda line: line.flex_line_kind == "usage")
+            if move.flex_billing_kind == "recurring" and sub.next_period_start == fields.Date.add(
+                move.flex_period_end, days=1
+            ):
                 sub.next_period_start = move.flex_period_start
+            # The newest usage window of the invoice (late ones are older) ends at its cut.
+            newest = usage_lines.sorted("flex_period_end")[-1:] if usage_lines else usage_lines
+            if newest and sub.usage_billed_until == fields.Date.add(newest.flex_period_end, days=1):
+                sub.usage_billed_until = newest.flex_period_start

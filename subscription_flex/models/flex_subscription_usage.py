@@ -375,6 +375,8 @@ class FlexSubscription(models.Model):
             and price.pricing_model in ("per_unit", "volume")
             and rated.parts
             and rated.parts[0][2] == round(rated.parts[0][2], price_digits)
+            # a tier's flat fee is not quantity x price
+            and rated.parts[0][3] == rated.parts[0][1] * rated.parts[0][2]
         )
         if exact:
             invoice_qty, unit_price = float(rated.parts[0][1]), float(rated.parts[0][2])
@@ -399,6 +401,38 @@ class FlexSubscription(models.Model):
             "flex_period_end": window.end - timedelta(days=1),
             "flex_line_kind": "usage",
         }
+
+    @api.model
+    def _release_usage(self, move_lines):
+        """Usage billed by ``move_lines`` (being deleted) becomes pending again, so it is
+        billed by the next invoice instead of being lost."""
+        rows = [
+            (
+                line.id,
+                line.flex_subscription_line_id.subscription_id.id,
+                line.product_id.id,
+                _day_start(line.flex_period_start),
+                _day_start(line.flex_period_end + timedelta(days=1)),
+            )
+            for line in move_lines
+            if line.flex_line_kind == "usage" and line.flex_subscription_line_id
+        ]
+        if not rows:
+            return
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            UPDATE flex_usage u
+               SET state = 'pending', invoice_line_id = NULL
+              FROM unnest(%s::int[], %s::int[], %s::int[], %s::timestamp[], %s::timestamp[])
+                   AS w(line_id, sub_id, product_id, ws, we)
+             WHERE u.subscription_id = w.sub_id AND u.product_id = w.product_id
+               AND u.event_time >= w.ws AND u.event_time < w.we
+               AND u.invoice_line_id = w.line_id
+            """,
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        self.env["flex.usage"].invalidate_model()
 
     def _mark_usage_invoiced(self, moves):
         """Freeze the events each usage line billed. Same window as the rating query; in

@@ -263,6 +263,69 @@ class TestUsageRating(UsageCommon):
         # Nothing more afterwards.
         self.assertFalse(self._run_cron(date(2026, 3, 1)))
 
+    def test_volume_tier_flat_fee_is_billed(self):
+        plan = self._create_plan(invoicing_timing="arrears")
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.users.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2025, 1, 1),
+                "pricing_model": "volume",
+                "price_unit": 0.0,
+                "tier_ids": [
+                    Command.create({"up_to": 10, "unit_price": 5.0}),
+                    Command.create({"open_ended": True, "unit_price": 4.0, "flat_fee": 25.0}),
+                ],
+            }
+        )
+        sub = self._create_subscription(plan=plan, lines=[(self.users, 1, None, 0.0)])
+        self._ingest(
+            sub,
+            [
+                {
+                    "product": "USERS",
+                    "time": "2026-01-10T08:00:00Z",
+                    "key": f"u{i}",
+                    "unique_value": f"user-{i}",
+                }
+                for i in range(12)
+            ],
+        )
+        move = self._invoice(sub, date(2026, 2, 1))
+        self.assertEqual(move.invoice_line_ids.price_subtotal, 73.00)  # 12 x 4.00 + 25.00
+
+    def test_deleting_a_draft_invoice_releases_its_usage(self):
+        plan = self._create_plan(invoicing_mode="draft")
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.storage.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2025, 1, 1),
+                "price_unit": 2.0,
+            }
+        )
+        sub = self._create_subscription(
+            plan=plan, lines=[(self.product_seat, 1, 10.0, 0.0), (self.storage, 1, None, 0.0)]
+        )
+        self._invoice(sub, date(2026, 1, 1))
+        self._ingest(
+            sub, [{"product": "GB", "quantity": 6, "time": "2026-01-10T00:00:00Z", "key": "gb"}]
+        )
+        february = self._invoice(sub, date(2026, 2, 1))
+        self.assertEqual(self._line(february, self.storage).price_subtotal, 12.00)
+        usage = self.env["flex.usage"].search([("key", "=", "gb")])
+        self.assertEqual(usage.state, "invoiced")
+        february.unlink()
+        self.assertEqual((usage.state, usage.invoice_line_id.id), ("pending", False))
+        self.assertEqual(sub.usage_billed_until, date(2026, 1, 1))
+        self.assertEqual(sub.next_invoice_date, date(2026, 2, 1))
+        again = self._invoice(sub, date(2026, 2, 1))
+        line = self._line(again, self.storage)
+        self.assertEqual(line.price_subtotal, 12.00)
+        self.assertEqual(usage.invoice_line_id, line)
+
     def test_live_summary(self):
         sub = self._usage_subscription()
         self._invoice(sub, date(2026, 1, 1))
