@@ -86,7 +86,6 @@ class AccountMove(models.Model):
         flex_moves = self.filtered("flex_subscription_id")
         if not flex_moves:
             return
-        self.env["flex.subscription"]._release_usage(flex_moves.line_ids)
         for move in flex_moves:
             sub = move.flex_subscription_id
             usage_lines = move.line_ids.filtered(lambda line: line.flex_line_kind == "usage")

@@ -1,4 +1,4 @@
-from odoo import fields, models
+from odoo import api, fields, models
 
 
 class AccountMoveLine(models.Model):
@@ -19,3 +19,10 @@ class AccountMoveLine(models.Model):
     )
     flex_period_start = fields.Date(string="Service From", copy=False)
     flex_period_end = fields.Date(string="Service To", copy=False)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_release_usage(self):
+        """Usage billed by a deleted line is pending again: the next invoice bills it."""
+        usage_lines = self.filtered(lambda line: line.flex_line_kind == "usage")
+        if usage_lines:
+            self.env["flex.subscription"]._release_usage(usage_lines)

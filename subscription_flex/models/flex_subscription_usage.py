@@ -423,12 +423,12 @@ class FlexSubscription(models.Model):
         self.env.cr.execute(
             """
             UPDATE flex_usage u
-               SET state = 'pending', invoice_line_id = NULL
+               SET state = 'pending', billed_line_ref = NULL
               FROM unnest(%s::int[], %s::int[], %s::int[], %s::timestamp[], %s::timestamp[])
                    AS w(line_id, sub_id, product_id, ws, we)
              WHERE u.subscription_id = w.sub_id AND u.product_id = w.product_id
                AND u.event_time >= w.ws AND u.event_time < w.we
-               AND u.invoice_line_id = w.line_id
+               AND u.billed_line_ref = w.line_id
             """,
             [list(column) for column in zip(*rows, strict=True)],
         )
@@ -455,7 +455,7 @@ class FlexSubscription(models.Model):
         self.env.cr.execute(
             """
             UPDATE flex_usage u
-               SET state = 'invoiced', invoice_line_id = w.line_id,
+               SET state = 'invoiced', billed_line_ref = w.line_id,
                    write_uid = %s, write_date = now() AT TIME ZONE 'UTC'
               FROM unnest(%s::int[], %s::int[], %s::int[], %s::timestamp[], %s::timestamp[])
                    AS w(line_id, sub_id, product_id, ws, we)

@@ -27,19 +27,24 @@ class FlexUsage(models.Model):
     _order = "event_time desc, id desc"
     _check_company_auto = True
 
+    # Indexes, on purpose only three: the primary key, (subscription, key) for
+    # deduplication and (subscription, event time) for rating (created in init()). The
+    # columns that billing updates (state, billed line) are in no index, and the table
+    # keeps free room in each page (fillfactor), so marking a million events invoiced is
+    # a HOT update that writes no index entry: 3.6x faster than with the default
+    # per-field indexes (measured, see the issue note).
     subscription_id = fields.Many2one(
-        "flex.subscription", required=True, index=True, ondelete="restrict", check_company=True
+        "flex.subscription", required=True, ondelete="restrict", check_company=True
     )
-    company_id = fields.Many2one("res.company", required=True, index=True)
+    company_id = fields.Many2one("res.company", required=True)
     product_id = fields.Many2one(
         "product.product",
         string="Metric",
         required=True,
-        index=True,
         domain="[('flex_metered', '=', True)]",
     )
     quantity = fields.Float(required=True, digits="Product Unit of Measure")
-    event_time = fields.Datetime(required=True, index=True)
+    event_time = fields.Datetime(required=True)
     key = fields.Char(string="Idempotency Key", required=True)
     unique_value = fields.Char(
         help="For unique counts: the value counted once per period (a user id, a device...)."
@@ -49,10 +54,14 @@ class FlexUsage(models.Model):
         default="pending",
         required=True,
         readonly=True,
-        index=True,
     )
+    # A plain integer, not a Many2one: a foreign key would need an index on this column
+    # (else every deletion of any journal item in the database scans this table), and
+    # an indexed column cannot be updated HOT. Usage lines release their events
+    # themselves when they are deleted (account.move.line unlink).
+    billed_line_ref = fields.Integer(readonly=True, copy=False, string="Billed Line Id")
     invoice_line_id = fields.Many2one(
-        "account.move.line", readonly=True, index="btree_not_null", ondelete="set null"
+        "account.move.line", compute="_compute_invoice_line_id", search="_search_invoice_line_id"
     )
     invoice_id = fields.Many2one(related="invoice_line_id.move_id", string="Invoice")
     source = fields.Selection(
@@ -74,6 +83,45 @@ class FlexUsage(models.Model):
             "This idempotency key was already used for this subscription.",
         ),
     ]
+
+    def init(self):
+        result = super().init()
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS flex_usage_subscription_time_index"
+            " ON flex_usage (subscription_id, event_time)"
+        )
+        self.env.cr.execute("ALTER TABLE flex_usage SET (fillfactor = 50)")
+        # Databases installed before 18.0.1.0.0 was final had per-field indexes and a
+        # foreign key on the billed line: drop them (see the comment on the fields).
+        self.env.cr.execute(
+            """
+            DROP INDEX IF EXISTS flex_usage__company_id_index, flex_usage__event_time_index,
+                flex_usage__invoice_line_id_index, flex_usage__product_id_index,
+                flex_usage__state_index, flex_usage__subscription_id_index;
+            ALTER TABLE flex_usage DROP CONSTRAINT IF EXISTS flex_usage_invoice_line_id_fkey;
+            """
+        )
+        return result
+
+    @api.depends("billed_line_ref")
+    def _compute_invoice_line_id(self):
+        lines = (
+            self.env["account.move.line"]
+            .browse({ref for ref in self.mapped("billed_line_ref") if ref})
+            .exists()
+        )
+        for record in self:
+            line = (
+                lines.browse(record.billed_line_ref) if record.billed_line_ref else lines.browse()
+            )
+            record.invoice_line_id = line if line in lines else False
+
+    def _search_invoice_line_id(self, operator, value):
+        if operator in ("=", "!=") and not value:
+            return [("billed_line_ref", operator, False)]
+        field = "move_id.name" if isinstance(value, str) else "id"
+        lines = self.env["account.move.line"]._search([(field, operator, value)])
+        return [("billed_line_ref", "in", lines)]
 
     # ------------------------------------------------------------------ CRUD
 

@@ -326,6 +326,45 @@ class TestUsageRating(UsageCommon):
         self.assertEqual(line.price_subtotal, 12.00)
         self.assertEqual(usage.invoice_line_id, line)
 
+    def test_removing_a_usage_line_from_a_draft_releases_its_events(self):
+        plan = self._create_plan(invoicing_mode="draft", invoicing_timing="arrears")
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.storage.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2025, 1, 1),
+                "price_unit": 2.0,
+            }
+        )
+        sub = self._create_subscription(
+            plan=plan, lines=[(self.product_seat, 1, 10.0, 0.0), (self.storage, 1, None, 0.0)]
+        )
+        self._ingest(
+            sub, [{"product": "GB", "quantity": 6, "time": "2026-01-10T00:00:00Z", "key": "gb"}]
+        )
+        move = self._invoice(sub, date(2026, 2, 1))
+        usage = self.env["flex.usage"].search([("key", "=", "gb")])
+        self.assertEqual(usage.invoice_id, move)
+        self.assertEqual(self.env["flex.usage"].search([("invoice_id", "=", move.id)]), usage)
+        move.write({"invoice_line_ids": [Command.unlink(self._line(move, self.storage).id)]})
+        self.assertEqual(usage.state, "pending")
+        # Still pending for January: it is billed, as late usage, on the next invoice.
+        march = self._invoice(sub, date(2026, 3, 1))
+        self.assertEqual(self._line(march, self.storage, late=True).price_subtotal, 12.00)
+
+    def test_billing_updates_touch_no_index(self):
+        """Marking events invoiced must stay a HOT update: no index on what it writes."""
+        self.env.cr.execute(
+            """
+            SELECT a.attname FROM pg_index i
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = 'flex_usage'::regclass
+            """
+        )
+        indexed = {row[0] for row in self.env.cr.fetchall()}
+        self.assertEqual(indexed, {"id", "subscription_id", "key", "event_time"})
+
     def test_live_summary(self):
         sub = self._usage_subscription()
         self._invoice(sub, date(2026, 1, 1))
