@@ -107,6 +107,21 @@ class UsageCommon(FlexCommon):
         payload = [{"subscription": sub.id, **event} for event in events]
         return self.env["flex.usage"].with_context(flex_now=now)._ingest(payload)
 
+    def _seat_and_storage_subscription(self, plan):
+        """One seat at 10.00 and storage at 2.00 per GB (maximum of the period)."""
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.storage.id,
+                "currency_id": self.currency.id,
+                "date_start": date(2025, 1, 1),
+                "price_unit": 2.0,
+            }
+        )
+        return self._create_subscription(
+            plan=plan, lines=[(self.product_seat, 1, 10.0, 0.0), (self.storage, 1, None, 0.0)]
+        )
+
     def _line(self, move, product, late=False):
         lines = move.invoice_line_ids.filtered(
             lambda line: line.product_id == product and ("late usage" in line.name) == late
@@ -297,18 +312,7 @@ class TestUsageRating(UsageCommon):
 
     def test_deleting_a_draft_invoice_releases_its_usage(self):
         plan = self._create_plan(invoicing_mode="draft")
-        self.env["flex.price"].create(
-            {
-                "plan_id": plan.id,
-                "product_id": self.storage.id,
-                "currency_id": self.currency.id,
-                "date_start": date(2025, 1, 1),
-                "price_unit": 2.0,
-            }
-        )
-        sub = self._create_subscription(
-            plan=plan, lines=[(self.product_seat, 1, 10.0, 0.0), (self.storage, 1, None, 0.0)]
-        )
+        sub = self._seat_and_storage_subscription(plan)
         self._invoice(sub, date(2026, 1, 1))
         self._ingest(
             sub, [{"product": "GB", "quantity": 6, "time": "2026-01-10T00:00:00Z", "key": "gb"}]
@@ -328,18 +332,7 @@ class TestUsageRating(UsageCommon):
 
     def test_removing_a_usage_line_from_a_draft_releases_its_events(self):
         plan = self._create_plan(invoicing_mode="draft", invoicing_timing="arrears")
-        self.env["flex.price"].create(
-            {
-                "plan_id": plan.id,
-                "product_id": self.storage.id,
-                "currency_id": self.currency.id,
-                "date_start": date(2025, 1, 1),
-                "price_unit": 2.0,
-            }
-        )
-        sub = self._create_subscription(
-            plan=plan, lines=[(self.product_seat, 1, 10.0, 0.0), (self.storage, 1, None, 0.0)]
-        )
+        sub = self._seat_and_storage_subscription(plan)
         self._ingest(
             sub, [{"product": "GB", "quantity": 6, "time": "2026-01-10T00:00:00Z", "key": "gb"}]
         )
