@@ -1,4 +1,5 @@
 import math
+from collections import namedtuple
 from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import execute_values
@@ -291,6 +292,9 @@ class FlexUsage(models.Model):
         return inserted
 
 
+_ProductInfo = namedtuple("_ProductInfo", "id metered corrections name")
+
+
 class _Rejected(Exception):
     """An event is refused; ``args[0]`` is the translated reason."""
 
@@ -429,19 +433,21 @@ class _UsageValidator:
                 product = Product.search([("default_code", "=", ref.strip())], limit=1)
             else:
                 product = Product
-            self.products[ref] = product
+            # Plain values: read once per batch, not through the ORM for every event.
+            self.products[ref] = product and _ProductInfo(
+                product.id,
+                product.flex_metered,
+                product.flex_allow_corrections,
+                product.display_name,
+            )
         product = self.products[ref]
         if not product:
             raise _Rejected(self.env._("Unknown product."))
-        if not product.flex_metered:
-            raise _Rejected(
-                self.env._("Product %(product)s is not metered.", product=product.display_name)
-            )
+        if not product.metered:
+            raise _Rejected(self.env._("Product %(product)s is not metered.", product=product.name))
         if product.id not in metered:
             raise _Rejected(
-                self.env._(
-                    "Product %(product)s is not on this subscription.", product=product.display_name
-                )
+                self.env._("Product %(product)s is not on this subscription.", product=product.name)
             )
         return product
 
@@ -454,11 +460,11 @@ class _UsageValidator:
                 number = None
         if number is None or not math.isfinite(number):
             raise _Rejected(self.env._("The quantity must be a number."))
-        if number < 0 and not product.flex_allow_corrections:
+        if number < 0 and not product.corrections:
             raise _Rejected(
                 self.env._(
                     "Negative quantities are not allowed for %(product)s.",
-                    product=product.display_name,
+                    product=product.name,
                 )
             )
         return number

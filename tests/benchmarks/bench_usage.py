@@ -761,7 +761,7 @@ def invoiced_usage(cr, max_move, sub_ids):
     cr.execute(
         """
         SELECT m.flex_subscription_id, p.default_code, l.price_subtotal,
-               (SELECT count(*) FROM flex_usage u WHERE u.invoice_line_id = l.id)
+               (SELECT count(*) FROM flex_usage u WHERE u.billed_line_ref = l.id)
           FROM account_move_line l
           JOIN account_move m ON m.id = l.move_id
           JOIN product_product p ON p.id = l.product_id
