@@ -761,13 +761,17 @@ def invoiced_usage(cr, max_move, sub_ids):
     cr.execute(
         """
         SELECT m.flex_subscription_id, p.default_code, l.price_subtotal,
-               (SELECT count(*) FROM flex_usage u WHERE u.billed_line_ref = l.id)
+               coalesce(linked.events, 0)
           FROM account_move_line l
           JOIN account_move m ON m.id = l.move_id
           JOIN product_product p ON p.id = l.product_id
+          -- billed_line_ref has no index on purpose (HOT updates): count in one pass.
+          LEFT JOIN (SELECT billed_line_ref, count(*) AS events FROM flex_usage
+                      WHERE subscription_id = ANY(%s) GROUP BY billed_line_ref) linked
+                 ON linked.billed_line_ref = l.id
          WHERE m.id > %s AND l.flex_line_kind = 'usage' AND m.flex_subscription_id = ANY(%s)
         """,
-        (max_move, list(sub_ids)),
+        (list(sub_ids), max_move, list(sub_ids)),
     )
     return {(sub, code): (d(amount), count) for sub, code, amount, count in cr.fetchall()}
 
