@@ -373,6 +373,32 @@ class _UsageValidator:
         metered = {line.product_id.id for line in sub.line_ids if line.product_id.flex_metered}
         return sub.id, sub.company_id.id, sub.state, sub.start_date, metered
 
+    def _subscription_infos(self, sub_ids):
+        """:meth:`_subscription_info` of many subscriptions the user may read, in one query
+        (through the ORM, 1,000 subscriptions with their lines took a third of a batch)."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT s.id, s.company_id, s.state, s.start_date,
+                   array_remove(array_agg(DISTINCT CASE WHEN t.flex_metered
+                                                        THEN l.product_id END), NULL)
+              FROM flex_subscription s
+              LEFT JOIN flex_subscription_line l ON l.subscription_id = s.id
+              LEFT JOIN product_product p ON p.id = l.product_id
+              LEFT JOIN product_template t ON t.id = p.product_tmpl_id
+             WHERE s.id = ANY(%s)
+             GROUP BY s.id
+            """,
+            [list(sub_ids)],
+        )
+        infos = {}
+        for sub_id, company_id, state, start_date, metered in self.env.cr.fetchall():
+            hidden = self.allowed_companies is not None and company_id not in self.allowed_companies
+            infos[sub_id] = (
+                None if hidden else (sub_id, company_id, state, start_date, set(metered))
+            )
+        return infos
+
     def prefetch(self, events):
         """Load every subscription ``events`` refer to in a few queries, instead of a
         few per subscription (1,000 subscriptions in a batch cost ~4,000 queries).
@@ -402,15 +428,8 @@ class _UsageValidator:
                     by_name.setdefault(sub.name, sub)  # first in _order, as limit=1
             existing = Subscription.browse(ids).exists() if ids else Subscription
             readable = existing._filtered_access("read") if existing else Subscription
-            # One recordset: fields, lines and their products are prefetched together.
-            subs = Subscription.browse(
-                sorted({sub.id for sub in by_name.values()} | set(readable.ids))
-            )
-            # Only the fields read below (the default prefetch reads every column).
-            subs.fetch(["company_id", "state", "start_date", "line_ids"])
-            subs.line_ids.fetch(["product_id"])
-            subs.line_ids.product_id.fetch(["flex_metered"])
-            info = {sub.id: self._subscription_info(sub) for sub in subs}
+            sub_ids = sorted({sub.id for sub in by_name.values()} | set(readable.ids))
+            info = self._subscription_infos(sub_ids)
         except AccessError:
             return  # the lazy path resolves (or refuses) them one by one, as before
         for name in names:
