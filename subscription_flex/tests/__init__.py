@@ -1,5 +1,6 @@
 from . import test_core_periods
 from . import test_core_money
+from . import test_core_proration
 from . import test_lifecycle
 from . import test_recurring_invoicing
 from . import test_invoice_parity
