@@ -129,35 +129,38 @@ class FlexPrice(models.Model):
             )
 
     @api.model
-    def _get_price_map(self, requests):
-        """Unit prices for many ``(plan_id, product_id, currency_id, date)`` at once.
+    def _get_version_map(self, requests):
+        """Price versions for many ``(plan_id, product_id, currency_id, date)`` at once.
 
         One query for the whole batch (the invoicing cron asks for every line of every
-        subscription it invoices). Returns ``{request: price_unit or None}``; ``None``
-        means no version is valid on that date.
+        subscription it invoices). Returns ``{request: flex.price}``, an empty record
+        when no version is valid on that date.
         """
         if not requests:
             return {}
-        plans = {r[0] for r in requests}
-        products = {r[1] for r in requests}
-        latest = max(r[3] for r in requests)
         rows = self.sudo().search_fetch(
             [
-                ("plan_id", "in", list(plans)),
-                ("product_id", "in", list(products)),
-                ("date_start", "<=", latest),
+                ("plan_id", "in", list({r[0] for r in requests})),
+                ("product_id", "in", list({r[1] for r in requests})),
+                ("date_start", "<=", max(r[3] for r in requests)),
             ],
             ["plan_id", "product_id", "currency_id", "date_start", "price_unit"],
             order="date_start desc, id desc",
         )
         versions = defaultdict(list)  # newest first
         for row in rows:
-            key = (row.plan_id.id, row.product_id.id, row.currency_id.id)
-            versions[key].append((row.date_start, row.price_unit))
-        result = {}
-        for request in requests:
-            result[request] = next(
-                (price for start, price in versions[request[:3]] if start <= request[3]),
-                None,
-            )
-        return result
+            versions[(row.plan_id.id, row.product_id.id, row.currency_id.id)].append(row)
+        empty = self.browse()
+        return {
+            request: next((v for v in versions[request[:3]] if v.date_start <= request[3]), empty)
+            for request in requests
+        }
+
+    @api.model
+    def _get_price_map(self, requests):
+        """Unit prices of :meth:`_get_version_map`: ``{request: price_unit or None}``;
+        ``None`` means no version is valid on that date."""
+        return {
+            request: version.price_unit if version else None
+            for request, version in self._get_version_map(requests).items()
+        }

@@ -485,7 +485,11 @@ class FlexSubscription(models.Model):
             raise UserError(self.env._("Only running subscriptions can be closed."))
         for sub in self:
             reason = reason or sub.close_reason_id
-            if sub.state in ("active", "to_close") and sub.plan_id.invoicing_timing == "advance":
+            if (
+                sub.has_metered_lines
+                and sub.state in ("active", "to_close")
+                and sub.plan_id.invoicing_timing == "advance"
+            ):
                 # Usage recorded since the last invoice is still owed: bill it on a final
                 # invoice, which closes the subscription (see _update_lifecycle).
                 sub.write({"end_date": today, "close_reason_id": reason.id})

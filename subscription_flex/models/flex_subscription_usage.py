@@ -294,34 +294,14 @@ class FlexSubscription(models.Model):
 
     def _usage_prices(self, owners):
         """``{(sub_id, product_id, window_start): flex.price}`` valid at each window start."""
-        Price = self.env["flex.price"]
         wanted = {
             (sub.id, sub.plan_id.id, line.product_id.id, sub.currency_id.id, window.start)
             for sub, _key, window, _late in owners.values()
             for line in sub.line_ids
             if line.product_id.flex_metered
         }
-        if not wanted:
-            return {}
-        versions = Price.sudo().search(
-            [
-                ("plan_id", "in", list({w[1] for w in wanted})),
-                ("product_id", "in", list({w[2] for w in wanted})),
-            ],
-            order="date_start desc, id desc",
-        )
-        by_key = defaultdict(list)
-        for version in versions:
-            by_key[(version.plan_id.id, version.product_id.id, version.currency_id.id)].append(
-                version
-            )
-        result = {}
-        for sub_id, plan_id, product_id, currency_id, day in wanted:
-            result[(sub_id, product_id, day)] = next(
-                (v for v in by_key[(plan_id, product_id, currency_id)] if v.date_start <= day),
-                Price,
-            )
-        return result
+        versions = self.env["flex.price"]._get_version_map([w[1:] for w in wanted])
+        return {(w[0], w[2], w[4]): versions[w[1:]] for w in wanted}
 
     def _prepare_usage_line_vals(
         self,
