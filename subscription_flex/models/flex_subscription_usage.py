@@ -50,7 +50,7 @@ class FlexSubscription(models.Model):
             if not rows:
                 sub.usage_summary_html = False
                 continue
-            body = "".join(
+            body = Markup("").join(
                 Markup(
                     "<tr><td>{}</td><td class='text-end'>{}</td><td class='text-end'>{}</td>"
                     "<td class='text-end'>{}</td><td>{}</td></tr>"

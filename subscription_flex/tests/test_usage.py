@@ -378,6 +378,9 @@ class TestUsageRating(UsageCommon):
             (api["period_start"], api["period_end"]), (date(2026, 1, 1), date(2026, 1, 31))
         )
         self.assertIn("Active users", sub.usage_summary_html)
+        # The rows are HTML, not escaped text.
+        self.assertIn("<td>[API] API calls</td>", sub.usage_summary_html)
+        self.assertNotIn("&lt;tr", sub.usage_summary_html)
 
 
 @tagged("post_install", "-at_install")
