@@ -25,6 +25,7 @@
         "views/flex_subscription_views.xml",
         "views/flex_close_reason_views.xml",
         "views/flex_usage_views.xml",
+        "views/flex_subscription_change_views.xml",
         "views/product_template_views.xml",
         "views/res_partner_views.xml",
         "views/account_move_views.xml",

@@ -1,4 +1,10 @@
-"""Day-based proration of mid-period changes (groundwork for change requests).
+"""Day-based proration of mid-period changes.
+
+The rounding rule (also in the README): every amount is computed in ``Decimal`` from the
+line's unrounded subtotal (``price × quantity × (1 − discount%)``) times a fraction of
+calendar days of the actual period, then rounded **once per line** to the currency's
+decimals, half away from zero. Totals are sums of rounded line amounts; taxes are
+computed on those amounts by Odoo, as on any invoice line.
 
 A change on day ``D`` of a period ``[start, end)`` leaves ``remaining = end - D`` days of
 the ``end - start`` days already billed at the old terms. For each line:
@@ -45,6 +51,34 @@ def remaining_fraction(period, day):
 def prorate(terms, period, day, decimals):
     """Amount of ``terms`` for what is left of ``period`` from ``day``, rounded."""
     return round_money(terms.subtotal * remaining_fraction(period, day), decimals)
+
+
+def prorate_span(terms, period, start, end, decimals):
+    """Amount of ``terms`` for the days ``[start, end)`` of ``period``, rounded.
+
+    In-arrears lines are billed in segments: a change on day ``D`` bills the old terms
+    for ``[period.start, D)`` and the new ones for ``[D, period.end)``."""
+    if not period.start <= start <= end <= period.end:
+        raise ValueError("the span must fall inside the period")
+    fraction = Decimal((end - start).days) / Decimal(period.days)
+    return round_money(terms.subtotal * fraction, decimals)
+
+
+def full_amount(terms, decimals):
+    """Amount of ``terms`` for one whole period, rounded."""
+    return round_money(terms.subtotal, decimals)
+
+
+def switch_amounts(old, new, period, day, decimals):
+    """``{key: (credit, charge)}`` for a switch of billing period on ``day``: the unused
+    part of the old period is credited, and a whole new period (starting on ``day``) is
+    charged at the new terms."""
+    result = {}
+    for key in sorted(set(old) | set(new), key=repr):
+        credit = -prorate(old[key], period, day, decimals) if key in old else Decimal(0)
+        charge = full_amount(new[key], decimals) if key in new else Decimal(0)
+        result[key] = (round_money(credit, decimals), charge)
+    return result
 
 
 def change_amounts(old, new, period, day, decimals):

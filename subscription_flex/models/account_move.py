@@ -13,7 +13,12 @@ class AccountMove(models.Model):
         check_company=True,
     )
     flex_billing_kind = fields.Selection(
-        [("recurring", "Recurring"), ("usage_final", "Final usage")],
+        [
+            ("recurring", "Recurring"),
+            ("usage_final", "Final usage"),
+            ("change", "Change (proration)"),
+            ("usage_split", "Usage up to a change"),
+        ],
         string="Subscription Billing",
         copy=False,
         readonly=True,
@@ -72,6 +77,12 @@ class AccountMove(models.Model):
                 "author_partner_id": self.env.user.partner_id.id,
             }
             self.env.ref("account.ir_cron_account_move_send")._trigger()
+
+    def button_cancel(self):
+        result = super().button_cancel()
+        # Proration cancelled with its document is owed again: the next invoice bills it.
+        self.line_ids.flex_change_item_id._sync_state()
+        return result
 
     def unlink(self):
         # Before super(): account.move.unlink deletes the lines first, and the usage

@@ -12,10 +12,18 @@ class AccountMoveLine(models.Model):
         readonly=True,
     )
     flex_line_kind = fields.Selection(
-        [("recurring", "Recurring"), ("usage", "Usage")],
+        [("recurring", "Recurring"), ("usage", "Usage"), ("proration", "Proration")],
         copy=False,
         readonly=True,
         string="Subscription Line Kind",
+    )
+    flex_change_item_id = fields.Many2one(
+        "flex.subscription.change.item",
+        string="Subscription Change",
+        index="btree_not_null",
+        copy=False,
+        readonly=True,
+        ondelete="set null",
     )
     flex_period_start = fields.Date(string="Service From", copy=False)
     flex_period_end = fields.Date(string="Service To", copy=False)
@@ -26,3 +34,12 @@ class AccountMoveLine(models.Model):
         usage_lines = self.filtered(lambda line: line.flex_line_kind == "usage")
         if usage_lines:
             self.env["flex.subscription"]._release_usage(usage_lines)
+
+    def unlink(self):
+        items = self.flex_change_item_id
+        result = super().unlink()
+        if items:
+            # Proration billed by a deleted line is owed again.
+            items.invalidate_recordset(["move_line_ids"])
+            items.exists()._sync_state()
+        return result

@@ -72,6 +72,32 @@ class FlexPlan(models.Model):
         default="post",
         required=True,
     )
+    proration_mode = fields.Selection(
+        [
+            ("invoice", "Invoice now"),
+            ("next_invoice", "Add to the next invoice"),
+            ("none", "No proration (next period)"),
+        ],
+        default="invoice",
+        required=True,
+        help="Mid-period changes. Invoice now: the prorated difference is invoiced (or "
+        "credited) on the day of the change. Next invoice: it is added to the next "
+        "recurring invoice. No proration: the change takes effect at the next period.",
+    )
+    downgrade_timing = fields.Selection(
+        [("immediate", "Immediately, with credit"), ("period_end", "At the end of the period")],
+        default="immediate",
+        required=True,
+        help="When a change that lowers the recurring amount takes effect.",
+    )
+    period_decrease_timing = fields.Selection(
+        [("period_end", "At the end of the period"), ("immediate", "Immediately, with credit")],
+        string="Switch to a Shorter Period",
+        default="period_end",
+        required=True,
+        help="When a switch to a plan with a shorter billing period (yearly to monthly) "
+        "takes effect. A switch to a longer period always starts a new period at once.",
+    )
     journal_id = fields.Many2one(
         "account.journal",
         domain="[('type', '=', 'sale')]",

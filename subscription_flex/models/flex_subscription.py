@@ -7,6 +7,8 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import format_date, split_every
 
 from ..core import periods as P
+from ..core import proration
+from ..core.money import to_decimal
 from .flex_plan import PERIOD_UNITS
 
 _logger = logging.getLogger(__name__)
@@ -770,9 +772,47 @@ class FlexSubscription(models.Model):
                 if versioned is not None:
                     price = versioned
             account, taxes = accounts_for(line, journal)
-            lines_vals.append(self._prepare_invoice_line_vals(line, period, price, account, taxes))
+            vals = self._prepare_invoice_line_vals(line, period, price, account, taxes)
+            if (
+                line.terms_start
+                and period.start < line.terms_start < period.end
+                and self.plan_id.invoicing_timing == "arrears"
+            ):
+                # In arrears, a change split this period: these terms are billed for the
+                # days they were in force (the earlier terms were billed by the change).
+                self._prorate_line_vals(vals, line, period, price)
+            lines_vals.append(vals)
             lines_taxes.append(taxes)
         return lines_vals, lines_taxes
+
+    def _prorate_line_vals(self, vals, line, period, price):
+        terms = proration.Terms(
+            to_decimal(price), to_decimal(line.quantity), to_decimal(line.discount)
+        )
+        amount = proration.prorate_span(
+            terms, period, line.terms_start, period.end, self.currency_id.decimal_places
+        )
+        segment = P.Period(line.terms_start, period.end)
+        vals.update(
+            name=self._proration_label(
+                {
+                    "name": line.name,
+                    "product": line.product_id,
+                    "kind": "charge",
+                    "quantity": line.quantity,
+                    "price_unit": price,
+                    "discount": line.discount,
+                    "days": segment.days,
+                    "period_days": period.days,
+                    "start": segment.start,
+                    "end": segment.end,
+                }
+            ),
+            quantity=1.0,
+            price_unit=float(amount),
+            discount=0.0,
+            flex_period_start=segment.start,
+        )
 
     def _prepare_invoices_vals(self, today):
         """Invoice values for every period due in ``self``.
@@ -818,6 +858,19 @@ class FlexSubscription(models.Model):
             for period, kind in slots
         }
         usage_lines = self._prepare_usage_lines(cuts, journal_for, accounts_for)
+        # Proration of changes made "for the next invoice" goes on the first recurring
+        # invoice of the batch.
+        pending = (
+            self.env["flex.subscription.change.item"]
+            .search(
+                [
+                    ("subscription_id", "in", [sub.id for sub in due]),
+                    ("state", "=", "pending"),
+                    ("change_id.state", "=", "applied"),
+                ]
+            )
+            .grouped("subscription_id")
+        )
         Tax = self.env["account.tax"]
         for sub, slots in due.items():
             try:
@@ -835,6 +888,12 @@ class FlexSubscription(models.Model):
                     for usage_vals in usage_lines.get((sub, period.start, kind), []):
                         lines_vals.append(usage_vals)
                         lines_taxes.append(Tax.browse(usage_vals["tax_ids"][0][2]))
+                    if kind == "recurring" and sub in pending:
+                        item_vals, item_taxes = sub._prepare_item_line_vals(
+                            pending.pop(sub), journal
+                        )
+                        lines_vals += item_vals
+                        lines_taxes += item_taxes
                     if not lines_vals:
                         # Nothing to bill (a usage-only plan with no usage yet): the period
                         # passes without an invoice.
@@ -895,6 +954,7 @@ class FlexSubscription(models.Model):
                     )
         if moves:
             self._mark_usage_invoiced(moves)
+            moves.line_ids.flex_change_item_id._sync_state()
         for sub in skipped:
             if sub not in errors:
                 sub._advance_skipped_slots(skipped[sub])

@@ -40,6 +40,12 @@ class FlexSubscriptionLine(models.Model):
         help="Keep this price: price versions of the plan do not apply to this line.",
     )
     discount = fields.Float(string="Discount (%)", digits="Discount", default=0.0)
+    terms_start = fields.Date(
+        copy=False,
+        readonly=True,
+        help="Day the current quantity and price took effect (set by changes). In-arrears "
+        "periods bill each set of terms for the days it was in force.",
+    )
     price_subtotal = fields.Monetary(
         compute="_compute_price_subtotal", store=True, currency_field="currency_id"
     )
@@ -126,25 +132,9 @@ class FlexSubscriptionLine(models.Model):
         )
 
     def _get_taxes(self):
-        """Taxes exactly as ``account.move.line._get_computed_taxes`` picks them for a
-        customer invoice: product taxes of the company, mapped by the fiscal position."""
         self.ensure_one()
-        sub = self.subscription_id
-        company = sub.company_id
-        taxes = self.product_id.taxes_id.filtered_domain(
-            self.env["account.tax"]._check_company_domain(company)
-        )
-        if taxes:
-            taxes = taxes._filter_taxes_by_company(company)
-        if taxes and sub.fiscal_position_id:
-            taxes = sub.fiscal_position_id.map_tax(taxes)
-        return taxes
+        return self.subscription_id._product_taxes(self.product_id)
 
     def _get_income_account(self, journal):
-        """Income account as ``account.move.line._compute_account_id`` picks it."""
         self.ensure_one()
-        sub = self.subscription_id
-        accounts = self.with_company(
-            sub.company_id
-        ).product_id.product_tmpl_id.get_product_accounts(fiscal_pos=sub.fiscal_position_id)
-        return accounts["income"] or journal.default_account_id
+        return self.subscription_id._product_income_account(self.product_id, journal)

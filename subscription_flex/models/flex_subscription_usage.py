@@ -26,7 +26,7 @@ class FlexSubscription(models.Model):
     on the next invoice, one line per original period and metric, labelled with it.
     """
 
-    _inherit = "flex.subscription"
+    _inherit = "flex.subscription"  # pylint: disable=consider-merging-classes-inherited
 
     usage_billed_until = fields.Date(
         copy=False,

@@ -9,3 +9,4 @@ from . import test_query_count
 from . import test_forms
 from . import test_usage
 from . import test_usage_http
+from . import test_changes

@@ -1,0 +1,344 @@
+"""Change requests: the scenario table of issue 5.
+
+Every expected amount is computed by hand in the comments (calendar days of the actual
+period, one rounding per line, half away from zero), never by the code under test.
+Unless a test says otherwise: monthly plan billed in advance, invoices posted, proration
+invoiced on the day, 21% tax excluded from prices, 5 seats at 10.00.
+"""
+
+from datetime import date
+
+from odoo import Command
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .common import FlexCommon
+
+
+@tagged("post_install", "-at_install")
+class TestChanges(FlexCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Change = cls.env["flex.subscription.change"]
+
+    # ---------------------------------------------------------------- helpers
+
+    def _sub(self, plan=None, start=date(2027, 3, 1), lines=None, invoice_on=None, **vals):
+        sub = self._create_subscription(
+            plan=plan,
+            start=start,
+            lines=lines if lines is not None else [(self.product_seat, 5, 10.0, 0.0)],
+            **vals,
+        )
+        self._invoice(sub, invoice_on or start)
+        return sub
+
+    def _seat_line(self, sub, product=None):
+        return sub.line_ids.filtered(lambda line: line.product_id == (product or self.product_seat))
+
+    def _change(self, sub, today, confirm=True, **vals):
+        """Preview then confirm a change made on ``today``; returns (change, preview)."""
+        change = self.Change.with_context(flex_today=today).create(
+            {"subscription_id": sub.id, **vals}
+        )
+        preview = change._get_preview()
+        if confirm:
+            change.action_confirm()
+        return change, preview
+
+    def _set_qty(self, sub, today, quantity, product=None, **vals):
+        line = self._seat_line(sub, product)
+        return self._change(
+            sub,
+            today,
+            line_ids=[Command.create({"subscription_line_id": line.id, "quantity": quantity})],
+            **vals,
+        )
+
+    def assertDocument(self, change, move_type, untaxed, total):
+        move = change.move_id
+        self.assertEqual(move.move_type, move_type)
+        self.assertEqual(move.state, "posted")
+        self.assertEqual(
+            move.currency_id.round(move.amount_untaxed - untaxed), 0, move.amount_untaxed
+        )
+        self.assertEqual(move.currency_id.round(move.amount_total - total), 0, move.amount_total)
+
+    # ------------------------------------------------------------- scenarios
+
+    def test_01_seat_plus_three_mid_month(self):
+        sub = self._sub()
+        change, preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        # March: 31 days, 15 left on the 17th.
+        # credit -50.00 × 15/31 = -24.1935 -> -24.19 (tax -5.0799 -> -5.08)
+        # charge  80.00 × 15/31 =  38.7097 ->  38.71 (tax  8.1291 ->  8.13)
+        self.assertEqual([str(line["untaxed"]) for line in preview["lines"]], ["-24.19", "38.71"])
+        self.assertEqual(str(preview["untaxed"]), "14.52")
+        self.assertEqual(str(preview["total"]), "17.57")
+        self.assertDocument(change, "out_invoice", 14.52, 17.57)
+        self.assertEqual(self._seat_line(sub).quantity, 8)
+        self.assertEqual(change.state, "applied")
+        self.assertEqual(change.effective_date, date(2027, 3, 17))
+        # April is billed at the new quantity.
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.amount_untaxed, 80.0)
+
+    def test_02_two_changes_in_one_period(self):
+        sub = self._sub()
+        first, _preview = self._set_qty(sub, date(2027, 3, 10), 7)
+        # 22 days left (10..31): credit -50 × 22/31 = -35.4839 -> -35.48;
+        # charge 70 × 22/31 = 49.6774 -> 49.68; net 14.20; tax -7.45 + 10.43 = 2.98
+        self.assertDocument(first, "out_invoice", 14.20, 17.18)
+        second, _preview = self._set_qty(sub, date(2027, 3, 20), 4)
+        # 12 days left (20..31): credit -70 × 12/31 = -27.0968 -> -27.10;
+        # charge 40 × 12/31 = 15.4839 -> 15.48; net -11.62: a credit note of 11.62,
+        # tax 5.691 -> 5.69 less 3.2508 -> 3.25 = 2.44; total 14.06
+        self.assertDocument(second, "out_refund", 11.62, 14.06)
+
+    def test_03_first_day_of_a_billed_period(self):
+        sub = self._sub()
+        self._invoice(sub, date(2027, 4, 1))  # April already billed at 5 seats
+        change, _preview = self._set_qty(sub, date(2027, 4, 1), 6)
+        # The whole of April (30/30 days): credit -50.00, charge 60.00; net 10.00 + 2.10
+        self.assertDocument(change, "out_invoice", 10.0, 12.10)
+
+    def test_04_first_day_of_a_period_not_billed_yet(self):
+        sub = self._sub()
+        change, preview = self._set_qty(sub, date(2027, 4, 1), 6)
+        # April is not invoiced yet: nothing to prorate, April is billed at 6 seats.
+        self.assertEqual(preview["document"], "none")
+        self.assertFalse(change.move_id)
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.amount_untaxed, 60.0)
+
+    def test_05_last_day_of_a_period(self):
+        sub = self._sub()
+        change, _preview = self._set_qty(sub, date(2027, 3, 31), 6)
+        # 1 day left: credit -50/31 = -1.6129 -> -1.61; charge 60/31 = 1.9355 -> 1.94;
+        # net 0.33; tax -0.3381 -> -0.34 and 0.4074 -> 0.41: 0.07; total 0.40
+        self.assertDocument(change, "out_invoice", 0.33, 0.40)
+
+    def test_06_leap_year_february(self):
+        sub = self._sub(start=date(2028, 2, 1))
+        change, _preview = self._set_qty(sub, date(2028, 2, 15), 8)
+        # February 2028 has 29 days, 15 left on the 15th:
+        # credit -50 × 15/29 = -25.8621 -> -25.86; charge 80 × 15/29 = 41.3793 -> 41.38;
+        # net 15.52; tax -5.4306 -> -5.43 and 8.6898 -> 8.69: 3.26; total 18.78
+        self.assertDocument(change, "out_invoice", 15.52, 18.78)
+
+    def test_07_february_of_a_common_year(self):
+        sub = self._sub(start=date(2027, 2, 1))
+        change, _preview = self._set_qty(sub, date(2027, 2, 15), 8)
+        # 28 days, 14 left: credit -25.00, charge 40.00; net 15.00; tax 3.15
+        self.assertDocument(change, "out_invoice", 15.0, 18.15)
+
+    def test_08_downgrade_with_credit(self):
+        sub = self._sub()
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 2)
+        # credit -24.19; charge 20 × 15/31 = 9.6774 -> 9.68; net -14.51;
+        # tax 5.0799 -> 5.08 less 2.0328 -> 2.03 = 3.05; credit note total 17.56
+        self.assertDocument(change, "out_refund", 14.51, 17.56)
+
+    def test_09_downgrade_at_period_end(self):
+        plan = self._create_plan(downgrade_timing="period_end")
+        sub = self._sub(plan=plan)
+        change, preview = self._set_qty(sub, date(2027, 3, 17), 2)
+        self.assertEqual(preview["effective_date"], date(2027, 4, 1))
+        self.assertEqual(change.state, "scheduled")
+        self.assertEqual(self._seat_line(sub).quantity, 5)
+        self.assertEqual(sub.scheduled_change_count, 1)
+        self.Change.with_context(flex_today=date(2027, 4, 1))._cron_apply_scheduled()
+        self.assertEqual(change.state, "applied")
+        self.assertFalse(change.move_id)
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.amount_untaxed, 20.0)
+
+    def test_10_cancel_now_with_refund(self):
+        sub = self._sub()
+        change, preview = self._change(sub, date(2027, 3, 17), change_type="cancel_now")
+        # credit -50 × 15/31 = -24.19; tax 5.08; credit note 29.27
+        self.assertEqual(preview["document"], "refund")
+        self.assertDocument(change, "out_refund", 24.19, 29.27)
+        self.assertEqual(sub.state, "closed")
+        self.assertEqual(sub.end_date, date(2027, 3, 17))
+
+    def test_11_cancel_at_period_end_and_undo(self):
+        sub = self._sub()
+        change, _preview = self._change(sub, date(2027, 3, 17), change_type="cancel_end")
+        self.assertEqual(change.state, "applied")
+        self.assertEqual(sub.state, "to_close")
+        self.assertEqual(sub.end_date, date(2027, 4, 1))
+        self.assertFalse(change.move_id)
+        undo, _preview = self._change(sub, date(2027, 3, 18), change_type="undo_cancel")
+        self.assertEqual(undo.state, "applied")
+        self.assertEqual(sub.state, "active")
+        self.assertFalse(sub.end_date)
+
+    def test_12_yen_has_no_decimals(self):
+        jpy = self.setup_other_currency("JPY")
+        sub = self._sub(currency_id=jpy.id, lines=[(self.product_seat, 3, 1000.0, 0.0)])
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 4)
+        # credit -3000 × 15/31 = -1451.61 -> -1452; charge 4000 × 15/31 = 1935.48 -> 1935;
+        # net 483; tax -304.92 -> -305 and 406.35 -> 406: 101; total 584
+        self.assertDocument(change, "out_invoice", 483, 584)
+
+    def test_13_three_decimal_currency(self):
+        kwd = self.setup_other_currency("KWD")
+        self.assertEqual(kwd.decimal_places, 3)
+        # Invoice line unit prices have the "Product Price" precision (2 by default): a
+        # company billing in a 3-decimal currency sets it to 3 (see the README).
+        self.env.ref("product.decimal_price").digits = 3
+        sub = self._sub(
+            start=date(2027, 1, 1),
+            currency_id=kwd.id,
+            lines=[(self.product_seat, 2, 12.345, 0.0)],
+        )
+        change, _preview = self._set_qty(sub, date(2027, 1, 22), 3)
+        # January: 10 of 31 days left. credit -24.690 × 10/31 = -7.96452 -> -7.965;
+        # charge 37.035 × 10/31 = 11.94677 -> 11.947; net 3.982;
+        # tax -1.67265 -> -1.673 and 2.50887 -> 2.509: 0.836; total 4.818
+        self.assertDocument(change, "out_invoice", 3.982, 4.818)
+
+    def test_14_tax_included_prices(self):
+        tax_incl = self.tax_21.copy(
+            {"name": "VAT 21% included", "price_include_override": "tax_included"}
+        )
+        self.product_seat.taxes_id = tax_incl
+        sub = self._sub(lines=[(self.product_seat, 5, 12.10, 0.0)])
+        self.assertEqual(sub.invoice_ids.amount_total, 60.50)
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        # Amounts include the tax: credit -60.50 × 15/31 = -29.2742 -> -29.27;
+        # charge 96.80 × 15/31 = 46.8387 -> 46.84; total 17.57.
+        # Untaxed: -29.27 / 1.21 = -24.1901 -> -24.19; 46.84 / 1.21 = 38.7107 -> 38.71
+        self.assertDocument(change, "out_invoice", 14.52, 17.57)
+
+    def test_15_add_an_option(self):
+        sub = self._sub()
+        change, _preview = self._change(
+            sub,
+            date(2027, 3, 17),
+            line_ids=[Command.create({"product_id": self.product_support.id, "quantity": 1})],
+        )
+        # Support at its list price 49.00: 49 × 15/31 = 23.7097 -> 23.71; tax 4.9791 -> 4.98
+        self.assertDocument(change, "out_invoice", 23.71, 28.69)
+        self.assertEqual(len(sub.line_ids), 2)
+        self.assertEqual(self._seat_line(sub, self.product_support).terms_start, date(2027, 3, 17))
+
+    def test_16_remove_an_option(self):
+        sub = self._sub(
+            lines=[(self.product_seat, 5, 10.0, 0.0), (self.product_support, 1, 49.0, 0.0)]
+        )
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 0, product=self.product_support)
+        # credit -49 × 15/31 = -23.71; credit note 23.71 + 4.98
+        self.assertDocument(change, "out_refund", 23.71, 28.69)
+        self.assertEqual(sub.line_ids.product_id, self.product_seat)
+
+    def test_17_add_to_the_next_invoice(self):
+        sub = self._sub()
+        change, preview = self._set_qty(sub, date(2027, 3, 17), 8, proration_mode="next_invoice")
+        self.assertEqual(preview["document"], "next_invoice")
+        self.assertFalse(change.move_id)
+        self.assertEqual(set(change.item_ids.mapped("state")), {"pending"})
+        april = self._invoice(sub, date(2027, 4, 1))
+        # 8 × 10.00 = 80.00, plus -24.19 + 38.71 = 14.52: 94.52
+        self.assertEqual(april.amount_untaxed, 94.52)
+        self.assertEqual(set(change.item_ids.mapped("state")), {"invoiced"})
+        # Never billed twice.
+        may = self._invoice(sub, date(2027, 5, 1))
+        self.assertEqual(may.amount_untaxed, 80.0)
+
+    def test_18_plan_without_proration(self):
+        plan = self._create_plan(proration_mode="none")
+        sub = self._sub(plan=plan)
+        change, preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        self.assertEqual(preview["effective_date"], date(2027, 4, 1))
+        self.assertEqual(change.state, "scheduled")
+        self.Change.with_context(flex_today=date(2027, 4, 1))._cron_apply_scheduled()
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.amount_untaxed, 80.0)
+
+    def test_19_arrears_period_split_on_next_invoice(self):
+        plan = self._create_plan(invoicing_timing="arrears", proration_mode="next_invoice")
+        sub = self._sub(plan=plan)
+        self.assertFalse(sub.invoice_ids)  # in arrears: nothing billed on 1 March
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        self.assertFalse(change.move_id)
+        march = self._invoice(sub, date(2027, 4, 1))
+        # 1-16 March at 5 seats: 50 × 16/31 = 25.8065 -> 25.81;
+        # 17-31 March at 8 seats: 80 × 15/31 = 38.7097 -> 38.71; total 64.52
+        self.assertEqual(march.amount_untaxed, 64.52)
+        april = self._invoice(sub, date(2027, 5, 1))
+        self.assertEqual(april.amount_untaxed, 80.0)
+
+    def test_20_arrears_period_split_invoiced_now(self):
+        plan = self._create_plan(invoicing_timing="arrears")
+        sub = self._sub(plan=plan)
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        # The old terms' part is billed on the day: 25.81 + 5.42 tax
+        self.assertDocument(change, "out_invoice", 25.81, 31.23)
+        march = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(march.amount_untaxed, 38.71)
+
+    def test_21_discounted_line(self):
+        sub = self._sub(lines=[(self.product_seat, 5, 10.0, 10.0)])
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        # credit -45 × 15/31 = -21.7742 -> -21.77; charge 72 × 15/31 = 34.8387 -> 34.84;
+        # net 13.07; tax -4.5717 -> -4.57 and 7.3164 -> 7.32: 2.75; total 15.82
+        self.assertDocument(change, "out_invoice", 13.07, 15.82)
+
+    def test_22_change_during_trial(self):
+        plan = self._create_plan(trial_length=14, trial_unit="day")
+        sub = self._create_subscription(
+            plan=plan, start=date(2027, 3, 1), lines=[(self.product_seat, 5, 10.0, 0.0)]
+        )
+        change, preview = self._set_qty(sub, date(2027, 3, 5), 8)
+        self.assertEqual(preview["document"], "none")
+        self.assertEqual(change.state, "applied")
+        first = self._invoice(sub, date(2027, 3, 15))
+        self.assertEqual(first.amount_untaxed, 80.0)
+
+    def test_23_downgrade_waits_for_minimum_term(self):
+        plan = self._create_plan(commitment_length=12, commitment_unit="month")
+        sub = self._sub(plan=plan, start=date(2027, 1, 1))
+        change, preview = self._set_qty(sub, date(2027, 3, 17), 2)
+        self.assertEqual(preview["effective_date"], date(2028, 1, 1))
+        self.assertEqual(change.state, "scheduled")
+        # An upgrade is not held back.
+        upgrade, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        self.assertEqual(upgrade.state, "applied")
+
+    def test_24_scheduled_change_cancelled_and_applied_once(self):
+        sub = self._sub()
+        kept, _preview = self._set_qty(
+            sub, date(2027, 3, 17), 7, timing="date", date=date(2027, 3, 20)
+        )
+        dropped, _preview = self._set_qty(
+            sub, date(2027, 3, 17), 9, timing="date", date=date(2027, 3, 25)
+        )
+        self.assertEqual((kept.state, dropped.state), ("scheduled", "scheduled"))
+        dropped.action_cancel()
+        Change = self.Change.with_context(flex_today=date(2027, 3, 25))
+        self.assertEqual(Change._cron_apply_scheduled(), kept)
+        self.assertFalse(Change._cron_apply_scheduled())  # twice: nothing more
+        # On 20 March, 12 days left: credit -50 × 12/31 = -19.35; charge 70 × 12/31 = 27.10
+        self.assertDocument(kept, "out_invoice", 7.75, 9.38)
+        self.assertEqual(kept.effective_date, date(2027, 3, 20))
+        self.assertEqual(self._seat_line(sub).quantity, 7)
+        self.assertEqual(dropped.state, "cancelled")
+        with self.assertRaises(UserError):
+            kept.action_confirm()
+
+    def test_25_bad_input_writes_nothing(self):
+        sub = self._sub()
+        moves = sub.invoice_ids
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8, confirm=False)
+        change.write({"timing": "date", "date": date(2027, 3, 1)})
+        with self.assertRaisesRegex(UserError, "in the past"):
+            change.with_context(flex_today=date(2027, 3, 17)).action_confirm()
+        self.assertEqual(change.state, "draft")
+        self.assertEqual(sub.invoice_ids, moves)
+        self.assertEqual(self._seat_line(sub).quantity, 5)
+        sub.action_pause()
+        with self.assertRaisesRegex(UserError, "cannot be changed"):
+            self._set_qty(sub, date(2027, 3, 17), 8)
