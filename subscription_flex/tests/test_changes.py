@@ -15,8 +15,7 @@ from odoo.tests import tagged
 from .common import FlexCommon
 
 
-@tagged("post_install", "-at_install")
-class TestChanges(FlexCommon):
+class ChangeCommon(FlexCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -65,8 +64,10 @@ class TestChanges(FlexCommon):
         )
         self.assertEqual(move.currency_id.round(move.amount_total - total), 0, move.amount_total)
 
-    # ------------------------------------------------------------- scenarios
 
+
+@tagged("post_install", "-at_install")
+class TestChanges(ChangeCommon):
     def test_01_seat_plus_three_mid_month(self):
         sub = self._sub()
         change, preview = self._set_qty(sub, date(2027, 3, 17), 8)
@@ -342,3 +343,136 @@ class TestChanges(FlexCommon):
         sub.action_pause()
         with self.assertRaisesRegex(UserError, "cannot be changed"):
             self._set_qty(sub, date(2027, 3, 17), 8)
+
+
+@tagged("post_install", "-at_install")
+class TestPlanChanges(ChangeCommon):
+    """Plan changes and period switches; plans priced by versions (no custom prices)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.plan_m = cls._create_plan(name="Team monthly")
+        cls.plan_pro = cls._create_plan(name="Pro monthly")
+        cls.plan_y = cls._create_plan(name="Team yearly", billing_unit="year")
+        cls.plan_y_flex = cls._create_plan(
+            name="Team yearly (switch down at once)",
+            billing_unit="year",
+            period_decrease_timing="immediate",
+        )
+        for plan, price in (
+            (cls.plan_m, 10.0),
+            (cls.plan_pro, 15.0),
+            (cls.plan_y, 100.0),
+            (cls.plan_y_flex, 100.0),
+        ):
+            cls.env["flex.price"].create(
+                {
+                    "plan_id": plan.id,
+                    "product_id": cls.product_seat.id,
+                    "date_start": date(2020, 1, 1),
+                    "price_unit": price,
+                }
+            )
+
+    def _versioned_sub(self, plan, start):
+        return self._sub(plan=plan, start=start, lines=[(self.product_seat, 5, None, 0.0)])
+
+    def test_26_upgrade_to_another_plan_mid_month(self):
+        sub = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        self.assertEqual(sub.invoice_ids.amount_untaxed, 50.0)
+        change, _preview = self._change(
+            sub, date(2027, 3, 17), change_type="plan", new_plan_id=self.plan_pro.id
+        )
+        # credit -50 × 15/31 = -24.19; charge 5 × 15.00 = 75 × 15/31 = 36.2903 -> 36.29;
+        # net 12.10; tax -5.08 + 7.6209 -> 7.62 = 2.54; total 14.64
+        self.assertDocument(change, "out_invoice", 12.10, 14.64)
+        self.assertEqual(sub.plan_id, self.plan_pro)
+        self.assertEqual(sub.billing_anchor_date, date(2027, 3, 1))
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.amount_untaxed, 75.0)
+
+    def test_27_monthly_to_yearly_at_once(self):
+        sub = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        change, preview = self._change(
+            sub, date(2027, 3, 17), change_type="plan", new_plan_id=self.plan_y.id
+        )
+        # credit the unused March: -24.19; charge a whole year from 17 March: 5 × 100 =
+        # 500.00; net 475.81; tax -5.08 + 105.00 = 99.92; total 575.73
+        self.assertEqual([line["days"] for line in preview["lines"]], [15, 366])
+        self.assertDocument(change, "out_invoice", 475.81, 575.73)
+        self.assertEqual(sub.billing_anchor_date, date(2027, 3, 17))
+        self.assertEqual(sub.next_invoice_date, date(2028, 3, 17))
+        self.assertFalse(self._invoice(sub, date(2028, 3, 16)))
+        self.assertEqual(self._invoice(sub, date(2028, 3, 17)).amount_untaxed, 500.0)
+
+    def test_28_yearly_to_monthly_scheduled_at_the_end_of_the_year(self):
+        sub = self._versioned_sub(self.plan_y, date(2027, 1, 1))
+        self.assertEqual(sub.invoice_ids.amount_untaxed, 500.0)
+        change, preview = self._change(
+            sub, date(2027, 6, 10), change_type="plan", new_plan_id=self.plan_m.id
+        )
+        self.assertEqual(preview["effective_date"], date(2028, 1, 1))
+        self.assertEqual(preview["document"], "none")
+        self.assertEqual(change.state, "scheduled")
+        self.assertEqual(sub.plan_id, self.plan_y)
+        # The change cron runs before the invoicing cron on 1 January.
+        self.Change.with_context(flex_today=date(2028, 1, 1))._cron_apply_scheduled()
+        self.assertEqual(sub.plan_id, self.plan_m)
+        january = self._invoice(sub, date(2028, 1, 1))
+        self.assertEqual(january.amount_untaxed, 50.0)
+        self.assertEqual(sub.next_invoice_date, date(2028, 2, 1))
+
+    def test_29_yearly_to_monthly_at_once_when_the_plan_allows(self):
+        sub = self._versioned_sub(self.plan_y_flex, date(2027, 1, 1))
+        change, _preview = self._change(
+            sub, date(2027, 7, 1), change_type="plan", new_plan_id=self.plan_m.id
+        )
+        # 184 of 365 days left (July..December): credit -500 × 184/365 = -252.0548 ->
+        # -252.05; charge one month from 1 July: 5 × 10 = 50.00; net -202.05: a credit
+        # note of 202.05; tax 52.9305 -> 52.93 less 10.50 = 42.43; total 244.48
+        self.assertDocument(change, "out_refund", 202.05, 244.48)
+        self.assertEqual(sub.next_invoice_date, date(2027, 8, 1))
+
+    def test_30_plan_change_keeps_custom_prices_and_drops_unknown_products(self):
+        sub = self._sub(
+            plan=self.plan_m,
+            lines=[(self.product_seat, 5, 8.0, 0.0), (self.product_support, 1, 49.0, 0.0)],
+        )
+        change, preview = self._change(
+            sub, date(2027, 3, 17), change_type="plan", new_plan_id=self.plan_pro.id, confirm=False
+        )
+        # Seat keeps its custom 8.00 (unchanged: nothing to prorate); Support is not sold
+        # in Pro: credited, -49 × 15/31 = -23.71
+        self.assertEqual([str(line["untaxed"]) for line in preview["lines"]], ["-23.71"])
+        change.action_confirm()
+        self.assertEqual(sub.line_ids.product_id, self.product_seat)
+        self.assertEqual(sub.line_ids.price_unit, 8.0)
+
+    def test_31_change_preview_writes_nothing(self):
+        sub = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        change = self.Change.with_context(flex_today=date(2027, 3, 17)).new(
+            {"subscription_id": sub.id, "change_type": "plan", "new_plan_id": self.plan_y.id}
+        )
+        moves = self.env["account.move"].search_count([])
+        preview = change._get_preview()
+        self.assertEqual(str(preview["untaxed"]), "475.81")
+        self.assertIn("475.81", change.preview_html)
+        self.assertEqual(self.env["account.move"].search_count([]), moves)
+        self.assertEqual(sub.plan_id, self.plan_m)
+        self.assertFalse(self.Change.search([("subscription_id", "=", sub.id)]))
+
+    def test_32_trail_of_an_applied_change(self):
+        sub = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 8)
+        self.assertEqual(change.applied_by_id, self.env.user)
+        self.assertEqual(change.old_terms["lines"][0]["quantity"], 5)
+        self.assertEqual(change.new_terms["lines"][0]["quantity"], 8)
+        self.assertEqual(change.amount_untaxed, 14.52)
+        self.assertEqual(
+            sorted(change.item_ids.mapped("amount")), [-24.19, 38.71]
+        )
+        self.assertEqual(change.item_ids.move_line_ids.move_id, change.move_id)
+        self.assertEqual(set(change.item_ids.mapped("days")), {15})
+        self.assertEqual(set(change.item_ids.mapped("period_days")), {31})
+        self.assertIn("Before:", change.terms_summary)
