@@ -97,6 +97,26 @@ class FlexSubscription(models.Model):
             return self.billing_anchor_date or day
         return period.end
 
+    def _next_boundary(self, day):
+        """First period start on or after ``day`` (the trial's end during a trial)."""
+        self.ensure_one()
+        period = self._schedule_period(day, cut=False)
+        if period is None:
+            return max(day, self.billing_anchor_date or day)
+        return day if period.start == day else period.end
+
+    def _migration_change_vals(self, plan, day):
+        self.ensure_one()
+        return {
+            "subscription_id": self.id,
+            "change_type": "plan",
+            "new_plan_id": plan.id,
+            "timing": "date",
+            "date": day,
+            "proration_mode": "none",
+            "source": "migration",
+        }
+
     def _price_day(self, day):
         """Day whose price versions price the running period: its first day."""
         self.ensure_one()

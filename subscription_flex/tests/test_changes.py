@@ -6,13 +6,18 @@ Unless a test says otherwise: monthly plan billed in advance, invoices posted, p
 invoiced on the day, 21% tax excluded from prices, 5 seats at 10.00.
 """
 
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from odoo import Command
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from .common import FlexCommon
+from .test_usage import UsageCommon
 
 
 class ChangeCommon(FlexCommon):
@@ -63,7 +68,6 @@ class ChangeCommon(FlexCommon):
             move.currency_id.round(move.amount_untaxed - untaxed), 0, move.amount_untaxed
         )
         self.assertEqual(move.currency_id.round(move.amount_total - total), 0, move.amount_total)
-
 
 
 @tagged("post_install", "-at_install")
@@ -345,9 +349,8 @@ class TestChanges(ChangeCommon):
             self._set_qty(sub, date(2027, 3, 17), 8)
 
 
-@tagged("post_install", "-at_install")
-class TestPlanChanges(ChangeCommon):
-    """Plan changes and period switches; plans priced by versions (no custom prices)."""
+class PlanChangeCommon(ChangeCommon):
+    """Plans priced by versions (no custom prices)."""
 
     @classmethod
     def setUpClass(cls):
@@ -377,6 +380,11 @@ class TestPlanChanges(ChangeCommon):
 
     def _versioned_sub(self, plan, start):
         return self._sub(plan=plan, start=start, lines=[(self.product_seat, 5, None, 0.0)])
+
+
+@tagged("post_install", "-at_install")
+class TestPlanChanges(PlanChangeCommon):
+    """Plan changes and period switches."""
 
     def test_26_upgrade_to_another_plan_mid_month(self):
         sub = self._versioned_sub(self.plan_m, date(2027, 3, 1))
@@ -469,10 +477,119 @@ class TestPlanChanges(ChangeCommon):
         self.assertEqual(change.old_terms["lines"][0]["quantity"], 5)
         self.assertEqual(change.new_terms["lines"][0]["quantity"], 8)
         self.assertEqual(change.amount_untaxed, 14.52)
-        self.assertEqual(
-            sorted(change.item_ids.mapped("amount")), [-24.19, 38.71]
-        )
+        self.assertEqual(sorted(change.item_ids.mapped("amount")), [-24.19, 38.71])
         self.assertEqual(change.item_ids.move_line_ids.move_id, change.move_id)
         self.assertEqual(set(change.item_ids.mapped("days")), {15})
         self.assertEqual(set(change.item_ids.mapped("period_days")), {31})
         self.assertIn("Before:", change.terms_summary)
+
+
+@tagged("post_install", "-at_install")
+class TestMeteredChanges(UsageCommon):
+    def test_33_change_date_splits_the_usage_period(self):
+        plan_small = self._create_plan(name="Small")
+        plan_big = self._create_plan(name="Big")
+        sub = self._seat_and_storage_subscription(plan_small)
+        self.env["flex.price"].create(
+            [
+                {
+                    "plan_id": plan_big.id,
+                    "product_id": product.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": price,
+                }
+                for product, price in ((self.storage, 1.5), (self.product_seat, 10.0))
+            ]
+        )
+        self._invoice(sub, date(2026, 1, 1))
+        self._ingest(
+            sub,
+            [
+                {"product": "GB", "quantity": 5, "time": "2026-01-05T10:00:00Z", "key": "s1"},
+                {"product": "GB", "quantity": 8, "time": "2026-01-20T10:00:00Z", "key": "s2"},
+            ],
+        )
+        change = self.env["flex.subscription.change"].with_context(flex_today=date(2026, 1, 15))
+        change = change.create(
+            {"subscription_id": sub.id, "change_type": "plan", "new_plan_id": plan_big.id}
+        )
+        change.action_confirm()
+        self.assertFalse(change.move_id)  # the seat's terms did not change
+        split = sub.invoice_ids.filtered(lambda m: m.flex_billing_kind == "usage_split")
+        # 1-14 January with the Small terms: maximum 5 GB × 2.00 = 10.00
+        self.assertEqual(split.amount_untaxed, 10.0)
+        self.assertEqual(split.invoice_date, date(2026, 1, 15))
+        february = self._invoice(sub, date(2026, 2, 1))
+        # seat 10.00 + 15-31 January with the Big terms: maximum 8 GB × 1.50 = 12.00
+        self.assertEqual(february.amount_untaxed, 22.0)
+
+
+@tagged("post_install", "-at_install")
+class TestChangeProperties(ChangeCommon):
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        steps=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 20)), min_size=1, max_size=4)
+    )
+    def test_sequence_of_changes_bills_the_day_weighted_amount(self, steps):
+        """Whatever changes happen in March, what was invoiced for March (first invoice,
+        then each change's invoice or credit note) is Σ 10.00 × seats × days in force / 31,
+        within half a cent per rounded amount."""
+        savepoint = self.env.cr.savepoint()
+        try:
+            sub = self._sub()
+            billed = Decimal("50.00")
+            exact = Decimal(0)
+            quantity, since = 5, date(2027, 3, 1)
+            rounded = 1
+            for offset, new_quantity in sorted(steps):
+                day = date(2027, 3, 1) + timedelta(days=offset)
+                change, _preview = self._set_qty(sub, day, new_quantity)
+                sign = -1 if change.move_id.move_type == "out_refund" else 1
+                billed += sign * Decimal(repr(change.move_id.amount_untaxed))
+                exact += Decimal(10 * quantity) * Decimal((day - since).days) / 31
+                rounded += 2
+                quantity, since = new_quantity, day
+            exact += Decimal(10 * quantity) * Decimal((date(2027, 4, 1) - since).days) / 31
+            self.assertLessEqual(abs(billed - exact), Decimal("0.005") * rounded)
+        finally:
+            savepoint.close(rollback=True)
+            self.env.invalidate_all()
+
+
+@tagged("post_install", "-at_install")
+class TestPlanMigration(PlanChangeCommon):
+    def test_34_bulk_move_with_mrr_preview(self):
+        monthly = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        kept = self._versioned_sub(self.plan_m, date(2027, 3, 1))
+        kept.grandfathered = True
+        yearly = self._versioned_sub(self.plan_y, date(2027, 1, 1))
+        wizard = (
+            self.env["flex.plan.migration"]
+            .with_context(
+                active_model="flex.subscription",
+                active_ids=(monthly | kept | yearly).ids,
+                flex_today=date(2027, 3, 17),
+            )
+            .create({"new_plan_id": self.plan_pro.id, "date_from": date(2027, 3, 17)})
+        )
+        # Moved: the monthly one (5 × 10.00 -> 5 × 15.00 a month) and the yearly one
+        # (5 × 100.00 / 12 = 41.67 a month -> 75.00). Before 50.00 + 41.67 = 91.67,
+        # after 150.00, change +58.33. The grandfathered one stays.
+        self.assertEqual(wizard.moved_count, 2)
+        self.assertAlmostEqual(wizard.mrr_before, 91.67, places=2)
+        self.assertAlmostEqual(wizard.mrr_after, 150.0, places=2)
+        self.assertAlmostEqual(wizard.mrr_delta, 58.33, places=2)
+        self.assertIn("grandfathered", wizard.preview_html)
+        wizard.with_context(flex_today=date(2027, 3, 17)).action_confirm()
+        changes = self.Change.search([("source", "=", "migration")])
+        self.assertEqual(changes.subscription_id, monthly | yearly)
+        self.assertEqual(set(changes.mapped("state")), {"scheduled"})
+        self.assertEqual(
+            {c.subscription_id: c.effective_date for c in changes},
+            {monthly: date(2027, 4, 1), yearly: date(2028, 1, 1)},
+        )
+        self.Change.with_context(flex_today=date(2027, 4, 1))._cron_apply_scheduled()
+        self.assertEqual(monthly.plan_id, self.plan_pro)
+        self.assertEqual(self._invoice(monthly, date(2027, 4, 1)).amount_untaxed, 75.0)
+        self.assertEqual(yearly.plan_id, self.plan_y)  # waits for the end of its year
+        self.assertEqual(kept.plan_id, self.plan_m)

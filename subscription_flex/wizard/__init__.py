@@ -1,1 +1,2 @@
 from . import flex_subscription_close_wizard
+from . import flex_plan_migration
