@@ -235,70 +235,77 @@ class FlexSubscriptionChange(models.Model):
 
     def _get_target_lines(self, price_day):
         """New lines of the subscription: ``OrderedDict(key -> dict)``; keys of kept lines
-        are the subscription line ids, new lines get ``("new", n)``."""
+        are the subscription line ids, new lines get ``("new", n)`` or ``("tmpl", n)``."""
         self.ensure_one()
-        sub = self.subscription_id
-        plan = self._target_plan()
-        target = OrderedDict()
         if self.change_type == "cancel_now":
-            return target
-        for line in sub.line_ids:
-            target[line.id] = {
-                "line": line,
-                "product": line.product_id,
-                "name": line.name,
-                "quantity": line.quantity,
-                "price_unit": line.price_unit,
-                "discount": line.discount,
-                "custom": line.price_overridden,
-            }
+            return OrderedDict()
+        target = self._current_lines()
         if self.change_type == "plan":
-            known = set(plan.price_ids.product_id.ids) | set(plan.line_ids.product_id.ids)
-            for key, vals in list(target.items()):
-                if vals["product"].id not in known:
-                    del target[key]
-                elif not vals["custom"]:
-                    vals["price_unit"] = sub._price_for(plan, vals["product"], price_day)
-            present = {vals["product"].id for vals in target.values()}
-            for n, tmpl in enumerate(plan.line_ids.filtered(lambda t: not t.optional)):
-                if tmpl.product_id.id in present:
-                    continue
-                target[("tmpl", n)] = {
-                    "line": None,
-                    "product": tmpl.product_id,
-                    "name": tmpl.name,
-                    "quantity": tmpl.quantity,
-                    "price_unit": sub._price_for(plan, tmpl.product_id, price_day),
-                    "discount": 0.0,
-                    "custom": False,
-                }
-        for n, cline in enumerate(self.line_ids):
-            key = cline.subscription_line_id.id if cline.subscription_line_id else ("new", n)
-            if cline.subscription_line_id and cline.subscription_line_id.subscription_id != sub:
-                raise UserError(self.env._("A change line belongs to another subscription."))
-            if key not in target:
-                target[key] = {
-                    "line": None,
-                    "product": cline.product_id,
-                    "name": cline.name,
-                    "quantity": cline.quantity,
-                    "price_unit": sub._price_for(plan, cline.product_id, price_day),
-                    "discount": cline.discount,
-                    "custom": False,
-                }
-            vals = target[key]
-            vals["quantity"] = cline.quantity
-            vals["discount"] = cline.discount
-            if cline.custom_price:
-                vals["price_unit"] = cline.price_unit
-                vals["custom"] = True
-            if cline.quantity == 0:
-                del target[key]
-        if self.change_type not in ("cancel_now",) and not target:
+            self._apply_new_plan(target, price_day)
+        self._apply_change_lines(target, price_day)
+        if not target:
             raise UserError(
                 self.env._("A subscription keeps at least one line; cancel it instead.")
             )
         return target
+
+    def _apply_new_plan(self, target, price_day):
+        """Lines on the new plan: products it does not sell go, the others take its price
+        (custom prices stay), its required lines are added."""
+        sub, plan = self.subscription_id, self._target_plan()
+        known = set(plan.price_ids.product_id.ids) | set(plan.line_ids.product_id.ids)
+        for key, vals in list(target.items()):
+            if vals["product"].id not in known:
+                del target[key]
+            elif not vals["custom"]:
+                vals["price_unit"] = sub._price_for(plan, vals["product"], price_day)
+        present = {vals["product"].id for vals in target.values()}
+        for n, tmpl in enumerate(plan.line_ids.filtered(lambda t: not t.optional)):
+            if tmpl.product_id.id not in present:
+                target[("tmpl", n)] = self._new_line_vals(
+                    tmpl.product_id, tmpl.name, tmpl.quantity, 0.0, price_day
+                )
+
+    def _new_line_vals(self, product, name, quantity, discount, price_day):
+        sub = self.subscription_id
+        return {
+            "line": None,
+            "product": product,
+            "name": name,
+            "quantity": quantity,
+            "price_unit": sub._price_for(self._target_plan(), product, price_day),
+            "discount": discount,
+            "custom": False,
+        }
+
+    def _apply_change_lines(self, target, price_day):
+        """The lines of the change on top: quantity (0 removes), discount, custom price. A
+        line naming a product without a subscription line means the subscription's only
+        line of that product, if it has one ("Seat → 8"), a new line otherwise."""
+        sub = self.subscription_id
+        by_product = {}
+        for key, vals in target.items():
+            by_product.setdefault(vals["product"].id, []).append(key)
+        for n, cline in enumerate(self.line_ids):
+            if cline.subscription_line_id and cline.subscription_line_id.subscription_id != sub:
+                raise UserError(self.env._("A change line belongs to another subscription."))
+            key = cline.subscription_line_id.id if cline.subscription_line_id else ("new", n)
+            same_product = by_product.get(cline.product_id.id, [])
+            by_product_match = not cline.subscription_line_id and len(same_product) == 1
+            if by_product_match:
+                key = same_product[0]
+            if key not in target:
+                target[key] = self._new_line_vals(
+                    cline.product_id, cline.name, cline.quantity, cline.discount, price_day
+                )
+            vals = target[key]
+            vals["quantity"] = cline.quantity
+            if not by_product_match:  # matched by product: the line keeps its discount
+                vals["discount"] = cline.discount
+            if cline.custom_price:
+                vals.update(price_unit=cline.price_unit, custom=True)
+            if cline.quantity == 0:
+                del target[key]
 
     @staticmethod
     def _terms(vals):
@@ -594,10 +601,6 @@ class FlexSubscriptionChange(models.Model):
             "mrr_after": None,
         }
 
-    def action_preview(self):
-        """Button: refresh the preview (it is computed on the fly)."""
-        return True
-
     # ------------------------------------------------------------------ confirm
 
     def action_confirm(self):
@@ -823,9 +826,15 @@ class FlexSubscriptionChange(models.Model):
         changes = self.browse([row[0] for row in self.env.cr.fetchall()])
         applied = self.browse()
         for change in changes:
+            # A subscription being invoiced (or changed) by another worker: next run.
+            self.env.cr.execute(
+                "SELECT id FROM flex_subscription WHERE id = %s FOR UPDATE SKIP LOCKED",
+                (change.subscription_id.id,),
+            )
+            if not self.env.cr.fetchone():
+                continue
             try:
                 with self.env.cr.savepoint():
-                    change.subscription_id._lock_for_change()
                     change.with_context(flex_today=change.effective_date)._apply_scheduled()
                 applied |= change
             except (UserError, ValidationError) as error:
@@ -839,6 +848,9 @@ class FlexSubscriptionChange(models.Model):
                         error=message,
                     )
                 )
+            except Exception:  # noqa: BLE001 - one broken change never blocks the others
+                self.env.invalidate_all()
+                _logger.exception("Scheduled change %s failed; retried on the next run", change.id)
         return applied
 
     def _apply_scheduled(self):

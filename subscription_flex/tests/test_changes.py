@@ -483,6 +483,27 @@ class TestPlanChanges(PlanChangeCommon):
         self.assertEqual(set(change.item_ids.mapped("period_days")), {31})
         self.assertIn("Before:", change.terms_summary)
 
+    def test_35_scheduled_change_after_its_period_was_billed(self):
+        plan = self._create_plan(downgrade_timing="period_end")
+        sub = self._sub(plan=plan)
+        change, _preview = self._set_qty(sub, date(2027, 3, 17), 2)
+        # The invoicing cron ran first on 1 April: April was billed at 5 seats.
+        self.assertEqual(self._invoice(sub, date(2027, 4, 1)).amount_untaxed, 50.0)
+        self.Change.with_context(flex_today=date(2027, 4, 1))._cron_apply_scheduled()
+        # The whole of April is re-rated: credit -50.00, charge 20.00: credit note 30.00
+        # + 6.30 tax
+        self.assertDocument(change, "out_refund", 30.0, 36.30)
+        self.assertEqual(self._invoice(sub, date(2027, 5, 1)).amount_untaxed, 20.0)
+
+    def test_36_cancel_now_in_arrears_bills_the_days_used(self):
+        plan = self._create_plan(invoicing_timing="arrears")
+        sub = self._sub(plan=plan)
+        change, _preview = self._change(sub, date(2027, 3, 17), change_type="cancel_now")
+        # 1-16 March used: 50 × 16/31 = 25.8065 -> 25.81 + 5.42 tax
+        self.assertDocument(change, "out_invoice", 25.81, 31.23)
+        self.assertEqual(sub.state, "closed")
+        self.assertFalse(self._invoice(sub, date(2027, 4, 1)))
+
 
 @tagged("post_install", "-at_install")
 class TestMeteredChanges(UsageCommon):

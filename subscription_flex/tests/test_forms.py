@@ -85,3 +85,30 @@ class TestForms(FlexCommon):
         self._invoice(sub, date(2026, 1, 1))
         action = sub.action_view_invoices()
         self.assertEqual(action["res_id"], sub.invoice_ids.id)
+
+    def test_change_form_previews_then_confirms(self):
+        sub = self._create_subscription(
+            start=date(2027, 3, 1), lines=[(self.product_seat, 5, 10.0, 0.0)]
+        )
+        self._invoice(sub, date(2027, 3, 1))
+        action = sub.action_open_change()
+        Change = self.env[action["res_model"]].with_context(
+            **action["context"], flex_today=date(2027, 3, 17)
+        )
+        form = Form(Change)
+        self.assertEqual(form.change_type, "lines")
+        with form.line_ids.new() as line:
+            line.subscription_line_id = sub.line_ids
+            self.assertEqual(line.product_id, self.product_seat)
+            self.assertEqual(line.current_quantity, 5)
+            line.quantity = 8
+        # The preview follows the edits, before anything is saved:
+        # -50 × 15/31 = -24.19 and 80 × 15/31 = 38.71, net 14.52 + 3.05 tax = 17.57
+        self.assertIn("17.57", form.preview_html)
+        self.assertIn("15/31", form.preview_html)
+        change = form.save()
+        self.assertEqual(sub.line_ids.quantity, 5)  # saved as a draft: nothing applied
+        change.with_context(flex_today=date(2027, 3, 17)).action_confirm()
+        self.assertEqual(sub.line_ids.quantity, 8)
+        self.assertEqual(change.move_id.amount_total, 17.57)
+        self.assertIn("17.57", change.preview_html)
