@@ -663,14 +663,16 @@ class FlexSubscriptionChange(models.Model):
         self.ensure_one()
         sub = self.subscription_id
         with self.env.cr.savepoint():
-            sub._catch_up_invoicing(
+            # Billing runs as the invoicing cron would (sudo), as sale orders invoice:
+            # a subscription user needs no accounting rights to bill a change.
+            sub.sudo()._catch_up_invoicing(
                 self._requested_day() if plan is None else plan["effective_date"]
             )
             plan = self._plan()  # recomputed after the catch-up, on fresh data
             day = plan["effective_date"]
             if day > plan["today"]:
                 raise UserError(self.env._("This change takes effect on a later day."))
-            usage_moves = sub._bill_usage_until(day) if self._touches_metered(plan) else None
+            usage_moves = sub.sudo()._bill_usage_until(day) if self._touches_metered(plan) else None
             old_terms = self._snapshot(plan["old_lines"], sub.plan_id)
             # Items are the trail of amounts: users read them, only this code writes them.
             items = (
@@ -687,7 +689,7 @@ class FlexSubscriptionChange(models.Model):
                         item.subscription_line_id = key_to_line[item.line_key]
             move = self.env["account.move"]
             if items and plan["mode"] == "invoice":
-                move = sub._invoice_change_items(items)
+                move = sub.sudo()._invoice_change_items(items).sudo(False)
                 if not move:
                     items.write({"state": "netted"})  # credit and charge cancel out
             preview = self._preview_from_plan(plan)

@@ -222,9 +222,10 @@ class FlexSubscription(models.Model):
                 P.Period(start, day), lines_vals, journal, kind="usage_split"
             )
             vals["invoice_date"] = day
-            move = self.env["account.move"].create(vals)
+            move = self.env["account.move"].sudo().create(vals)
             move._flex_finalize()
             self._mark_usage_invoiced(move)
+            move = move.sudo(False)
         self.usage_billed_until = day
         return move
 
@@ -339,12 +340,12 @@ class FlexSubscription(models.Model):
         )
         if refund:
             vals.pop("checked", None)
-        move = (
-            self.env["account.move"].with_context(default_move_type=vals["move_type"]).create(vals)
-        )
+        # As sale orders do: a subscription user bills the change without invoicing rights.
+        Move = self.env["account.move"].sudo().with_context(default_move_type=vals["move_type"])
+        move = Move.create(vals)
         move._flex_finalize()
         items._sync_state()
-        return move
+        return move.sudo(False)
 
     def _proration_label(self, item):
         env = self.env

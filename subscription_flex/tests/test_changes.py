@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from odoo import Command
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from .common import FlexCommon
 from .test_usage import UsageCommon
@@ -43,8 +43,10 @@ class ChangeCommon(FlexCommon):
 
     def _change(self, sub, today, confirm=True, **vals):
         """Preview then confirm a change made on ``today``; returns (change, preview)."""
-        change = self.Change.with_context(flex_today=today).create(
-            {"subscription_id": sub.id, **vals}
+        change = (
+            sub.env["flex.subscription.change"]
+            .with_context(flex_today=today)
+            .create({"subscription_id": sub.id, **vals})
         )
         preview = change._get_preview()
         if confirm:
@@ -503,6 +505,43 @@ class TestPlanChanges(PlanChangeCommon):
         self.assertDocument(change, "out_invoice", 25.81, 31.23)
         self.assertEqual(sub.state, "closed")
         self.assertFalse(self._invoice(sub, date(2027, 4, 1)))
+
+    def test_37_product_named_change_keeps_the_line_discount(self):
+        sub = self._sub(lines=[(self.product_seat, 5, 10.0, 10.0)])
+        change, _preview = self._change(
+            sub,
+            date(2027, 3, 17),
+            line_ids=[Command.create({"product_id": self.product_seat.id, "quantity": 8})],
+        )
+        self.assertEqual(len(sub.line_ids), 1)
+        self.assertEqual((sub.line_ids.quantity, sub.line_ids.discount), (8, 10.0))
+        # as in test_21: -21.77 + 34.84 = 13.07
+        self.assertDocument(change, "out_invoice", 13.07, 15.82)
+
+    def test_38_subscription_user_changes_and_minimum_term_binds_users(self):
+        user = new_test_user(
+            self.env,
+            login="flex_change_user",
+            groups="subscription_flex.group_flex_user",
+            company_id=self.company.id,
+            company_ids=[Command.set(self.company.ids)],
+        )
+        plan = self._create_plan(commitment_length=12, commitment_unit="month")
+        sub = self._sub(plan=plan)
+        as_user = sub.with_user(user)
+        change, _preview = self._set_qty(as_user, date(2027, 3, 17), 8)
+        # No invoicing rights needed to bill a change (as with sale orders).
+        self.assertFalse(user.has_group("account.group_account_invoice"))
+        self.assertDocument(change.sudo(), "out_invoice", 14.52, 17.57)
+        self.assertEqual(change.item_ids.mapped("state"), ["invoiced"] * 2)
+        with self.assertRaisesRegex(UserError, "minimum term"):
+            self._change(as_user, date(2027, 3, 18), change_type="cancel_now")
+        self.assertEqual(sub.state, "active")
+        # A manager may override the minimum term.
+        override, _preview = self._change(sub, date(2027, 3, 18), change_type="cancel_now")
+        self.assertEqual(sub.state, "closed")
+        # 14 of 31 days of 80.00: 36.1290 -> 36.13 credited
+        self.assertDocument(override, "out_refund", 36.13, 43.72)
 
 
 @tagged("post_install", "-at_install")
