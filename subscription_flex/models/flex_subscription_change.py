@@ -688,10 +688,14 @@ class FlexSubscriptionChange(models.Model):
                     if not item.subscription_line_id and item.line_key in key_to_line:
                         item.subscription_line_id = key_to_line[item.line_key]
             move = self.env["account.move"]
-            if items and plan["mode"] == "invoice":
-                move = sub.sudo()._invoice_change_items(items).sudo(False)
-                if not move:
-                    items.write({"state": "netted"})  # credit and charge cancel out
+            if plan["mode"] == "invoice":
+                # Invoicing now settles what earlier changes left for the next invoice too
+                # (a cancellation would otherwise leave it unbilled).
+                to_bill = items | self._pending_items()
+                if to_bill:
+                    move = sub.sudo()._invoice_change_items(to_bill).sudo(False)
+                    if not move:
+                        to_bill.write({"state": "netted"})  # credits and charges cancel out
             preview = self._preview_from_plan(plan)
             self.write(
                 {
@@ -712,6 +716,20 @@ class FlexSubscriptionChange(models.Model):
                 sub._close(day, self.close_reason_id)
             sub.message_post(body=self._chatter_message(preview, move, usage_moves))
         return True
+
+    def _pending_items(self):
+        return (
+            self.env["flex.subscription.change.item"]
+            .sudo()
+            .search(
+                [
+                    ("subscription_id", "=", self.subscription_id.id),
+                    ("state", "=", "pending"),
+                    ("change_id", "!=", self.id),
+                    ("change_id.state", "=", "applied"),
+                ]
+            )
+        )
 
     def _touches_metered(self, plan):
         if not self.subscription_id.has_metered_lines:

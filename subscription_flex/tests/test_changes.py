@@ -543,6 +543,35 @@ class TestPlanChanges(PlanChangeCommon):
         # 14 of 31 days of 80.00: 36.1290 -> 36.13 credited
         self.assertDocument(override, "out_refund", 36.13, 43.72)
 
+    def test_39_cancel_now_settles_what_waited_for_the_next_invoice(self):
+        sub = self._sub()
+        waiting, _preview = self._set_qty(sub, date(2027, 3, 10), 7, proration_mode="next_invoice")
+        self.assertFalse(waiting.move_id)
+        cancel, _preview = self._change(sub, date(2027, 3, 17), change_type="cancel_now")
+        # Waiting from 10 March: -50 × 22/31 = -35.48 and 70 × 22/31 = +49.68;
+        # cancel on 17 March: -70 × 15/31 = -33.8710 -> -33.87. Net -19.67: a credit note
+        # of 19.67; tax 7.4508 -> 7.45, -10.4328 -> -10.43, 7.1127 -> 7.11: 4.13
+        self.assertDocument(cancel, "out_refund", 19.67, 23.80)
+        self.assertEqual(set(waiting.item_ids.mapped("state")), {"invoiced"})
+
+    def test_40_order_of_change_lines_does_not_matter(self):
+        lines = [(self.product_seat, 5, 10.0, 0.0), (self.product_support, 2, 49.0, 0.0)]
+        amounts = []
+        for order in (1, -1):
+            sub = self._sub(lines=lines)
+            commands = [
+                Command.create({"subscription_line_id": line.id, "quantity": qty})
+                for line, qty in zip(sub.line_ids, (8, 1), strict=True)
+            ][::order]
+            change, _preview = self._change(sub, date(2027, 3, 17), line_ids=commands)
+            amounts.append(sorted(change.item_ids.mapped("amount")))
+            # Seats 5 -> 8: -24.19 / +38.71; Support 2 -> 1: -98 × 15/31 = -47.4194 ->
+            # -47.42 / +49 × 15/31 = +23.71. Net -9.19: a credit note of 9.19;
+            # tax 5.08 - 8.13 + 9.9582 -> 9.96 - 4.9791 -> 4.98 = 1.93; total 11.12
+            self.assertDocument(change, "out_refund", 9.19, 11.12)
+        self.assertEqual(amounts[0], amounts[1])
+        self.assertEqual(amounts[0], [-47.42, -24.19, 23.71, 38.71])
+
 
 @tagged("post_install", "-at_install")
 class TestMeteredChanges(UsageCommon):
