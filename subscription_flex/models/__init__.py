@@ -9,6 +9,8 @@ from . import flex_subscription_line
 from . import flex_subscription_usage
 from . import flex_subscription_change
 from . import flex_subscription_changes
+from . import flex_reminder
+from . import flex_mrr
 from . import product_template
 from . import res_partner
 from . import account_move

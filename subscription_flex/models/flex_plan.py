@@ -107,6 +107,13 @@ class FlexPlan(models.Model):
     line_ids = fields.One2many("flex.plan.line", "plan_id", string="Template Lines", copy=True)
     price_ids = fields.One2many("flex.price", "plan_id", string="Price Versions", copy=True)
     subscription_ids = fields.One2many("flex.subscription", "plan_id")
+    reminder_rule_ids = fields.One2many(
+        "flex.reminder.rule",
+        "plan_id",
+        string="Reminders",
+        copy=True,
+        context={"active_test": False},
+    )
     subscription_count = fields.Integer(compute="_compute_subscription_count")
     period_label = fields.Char(compute="_compute_period_label")
 
@@ -123,6 +130,17 @@ class FlexPlan(models.Model):
             "Trial, term, minimum term and notice cannot be negative.",
         ),
     ]
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        plans = super().create(vals_list)
+        Rule = self.env["flex.reminder.rule"]
+        rules = []
+        for plan, vals in zip(plans, vals_list, strict=True):
+            if "reminder_rule_ids" not in vals:  # copies bring their own
+                rules += Rule._default_rules_vals(plan)
+        Rule.create(rules)
+        return plans
 
     @api.depends("subscription_ids")
     def _compute_subscription_count(self):

@@ -208,7 +208,8 @@ class FlexSubscription(models.Model):
         for sub in self:
             total = sum(sub.line_ids.mapped("price_subtotal"))
             sub.recurring_total = total
-            running = sub.state in ("trial", "active", "to_close") and sub.plan_id
+            # Revenue counts once billed: not during a trial, not while paused.
+            running = sub.state in ("active", "to_close") and sub.plan_id
             sub.mrr = (
                 sub.currency_id.round(total / sub.plan_id.months_per_period()) if running else 0.0
             )
@@ -377,7 +378,7 @@ class FlexSubscription(models.Model):
                 vals["term_end_date"] = term_end
                 if not plan.auto_renew:
                     vals["end_date"] = term_end
-            sub.write(vals)
+            sub.with_context(flex_mrr_day=trial_end).write(vals)
             sub.line_ids._refresh_price(trial_end)
         return True
 
@@ -435,12 +436,14 @@ class FlexSubscription(models.Model):
             if sub.state == "trial":
                 # A trial ends right away: nothing has been paid for yet.
                 sub._close(today, reason, note)
+                sub._send_event_reminder("cancellation", sub, f"cancel-{today.isoformat()}")
                 continue
             end = sub._compute_earliest_end(today)
             if requested_date and requested_date > end:
                 end = sub._compute_earliest_end(requested_date, notice_from=today)
             if sub.state == "paused" and end <= today:
                 sub._close(today, reason, note)
+                sub._send_event_reminder("cancellation", sub, f"cancel-{today.isoformat()}")
                 continue
             sub.write(
                 {
@@ -458,6 +461,7 @@ class FlexSubscription(models.Model):
                     last=format_date(self.env, end - timedelta(days=1)),
                 )
             )
+            sub._send_event_reminder("cancellation", sub, f"cancel-{end.isoformat()}")
         return True
 
     def action_undo_close(self):
@@ -612,7 +616,7 @@ class FlexSubscription(models.Model):
 
     def _close(self, day, reason=None, note=None):
         self.ensure_one()
-        self.write(
+        self.with_context(flex_mrr_day=day).write(
             {
                 "state": "closed",
                 "close_date": day,
@@ -1021,6 +1025,8 @@ class FlexSubscription(models.Model):
                     and line.price_unit != inv_line.price_unit
                 ):
                     line.price_unit = inv_line.price_unit
+            # A new price version moves the MRR from the period it starts.
+            move.flex_subscription_id._record_mrr(move.flex_period_start)
 
     def _log_invoicing_errors(self, errors):
         today = self._today()
@@ -1044,7 +1050,7 @@ class FlexSubscription(models.Model):
         for sub in self:
             plan = sub.plan_id
             if sub.state == "trial" and sub.trial_end_date and sub.trial_end_date <= today:
-                sub.state = "active"
+                sub.with_context(flex_mrr_day=sub.trial_end_date).state = "active"
             if (
                 plan.term_type == "fixed"
                 and plan.auto_renew
@@ -1144,4 +1150,5 @@ class FlexSubscription(models.Model):
         )
         for batch in split_every(500, subs.ids, self.browse):
             batch._update_lifecycle(today)
+        self._cron_sync_mrr()
         return subs

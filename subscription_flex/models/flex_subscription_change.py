@@ -661,6 +661,7 @@ class FlexSubscriptionChange(models.Model):
         """Apply the change today (``effective_date`` = today). Atomic: any error rolls
         the whole change back."""
         self.ensure_one()
+        self = self.with_context(flex_mrr_defer=True)  # noqa: PLW0642 - one movement, at the end
         sub = self.subscription_id
         with self.env.cr.savepoint():
             # Billing runs as the invoicing cron would (sudo), as sale orders invoice:
@@ -714,7 +715,12 @@ class FlexSubscriptionChange(models.Model):
             )
             if self.change_type == "cancel_now":
                 sub._close(day, self.close_reason_id)
+            sub.with_context(flex_mrr_defer=False)._record_mrr(day, change=self)
             sub.message_post(body=self._chatter_message(preview, move, usage_moves))
+            if self.change_type == "cancel_now":
+                sub._send_event_reminder("cancellation", sub, f"cancel-{day.isoformat()}")
+            else:
+                sub._send_event_reminder("change_applied", self, f"change-{self.id}")
         return True
 
     def _pending_items(self):

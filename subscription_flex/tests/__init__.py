@@ -10,3 +10,5 @@ from . import test_forms
 from . import test_usage
 from . import test_usage_http
 from . import test_changes
+from . import test_reminders
+from . import test_mrr
