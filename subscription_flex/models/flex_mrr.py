@@ -71,19 +71,20 @@ class FlexSubscription(models.Model):
     def _compute_usage_revenue(self):
         today = self._today()
         since = fields.Date.subtract(today, months=3)
-        rows = dict(
-            self.env["account.move.line"]._read_group(
-                [
-                    ("move_id.flex_subscription_id", "in", self.ids),
-                    ("flex_line_kind", "=", "usage"),
-                    ("parent_state", "=", "posted"),
-                    ("date", ">", since),
-                    ("date", "<=", today),
-                ],
-                ["move_id.flex_subscription_id"],
-                ["price_subtotal:sum"],
-            )
+        lines = self.env["account.move.line"].sudo().search_fetch(
+            [
+                ("move_id.flex_subscription_id", "in", self.ids),
+                ("flex_line_kind", "=", "usage"),
+                ("parent_state", "=", "posted"),
+                ("date", ">", since),
+                ("date", "<=", today),
+            ],
+            ["move_id", "price_subtotal"],
         )
+        rows = {}
+        for line in lines:
+            sub = line.move_id.flex_subscription_id
+            rows[sub] = rows.get(sub, 0.0) + line.price_subtotal  # the invoice's currency
         for sub in self:
             sub.usage_revenue = sub.currency_id.round(rows.get(sub, 0.0) / 3)
 

@@ -4,6 +4,7 @@ from odoo import Command
 from odoo.tests import tagged
 
 from .common import FlexCommon
+from .test_usage import UsageCommon
 
 
 @tagged("post_install", "-at_install")
@@ -116,3 +117,22 @@ class TestMrrReporting(FlexCommon):
         )
         self.assertEqual(sum(running.mapped("mrr")), 180.0)
         self.assertEqual(sum(running.mapped("arr")), 2160.0)
+
+
+@tagged("post_install", "-at_install")
+class TestUsageRevenue(UsageCommon):
+    def test_usage_is_reported_apart_from_mrr(self):
+        plan = self._create_plan(name="Seat and storage")
+        sub = self._seat_and_storage_subscription(plan)
+        self._invoice(sub, date(2026, 1, 1))
+        self._ingest(sub, [{"product": "GB", "quantity": 5, "time": "2026-01-05T10:00:00Z", "key": "g"}])
+        february = self._invoice(sub, date(2026, 2, 1))
+        # 10.00 seat + 5 GB × 2.00 = 10.00 of usage; the MRR is the seat only.
+        self.assertEqual(february.amount_untaxed, 20.0)
+        self.assertEqual(sub.mrr, 10.0)
+        # Usage of the last three months, per month: 10.00 / 3 = 3.33
+        self.assertEqual(sub.with_context(flex_today=date(2026, 2, 15)).usage_revenue, 3.33)
+        month = self.env["flex.mrr.month"].search(
+            [("company_id", "=", self.company.id), ("month", "=", date(2026, 2, 1))]
+        )
+        self.assertEqual((month.usage_revenue, month.mrr_end), (10.0, 10.0))
