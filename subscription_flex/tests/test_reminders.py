@@ -140,6 +140,24 @@ class TestReminders(ReminderMixin, FlexCommon):
         self.assertEqual(logs.subscription_id, fixed)
         self.assertIn("ends on 12/31/2027", logs.mail_id.subject)
 
+    def test_anniversary(self):
+        rule = self._rule(self.plan_monthly, "period_end").copy(
+            {
+                "name": "Anniversary",
+                "trigger": "anniversary",
+                "offset_days": 60,
+                "active": True,
+                "template_id": self.env.ref("subscription_flex.mail_template_flex_renewal").id,
+            }
+        )
+        sub = self._create_subscription(start=date(2027, 3, 10))
+        # First anniversary 10 March 2028; 60 days ahead is 10 January 2028.
+        self.assertFalse(self._run("2028-01-09 08:00:00", "anniversary"))
+        logs = self._run("2028-01-10 08:00:00", "anniversary")
+        self.assertEqual((logs.subscription_id, logs.rule_id, logs.key), (sub, rule, "2028-03-10"))
+        self.assertFalse(self._run("2028-03-09 08:00:00", "anniversary"))
+        self.assertEqual(len(self._run("2029-01-15 08:00:00", "anniversary")), 1)
+
     def test_unpaid_invoice(self):
         self._rule(self.plan_monthly, "invoice_unpaid").active = True
         sub = self._create_subscription(start=date(2027, 3, 1))
