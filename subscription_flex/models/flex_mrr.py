@@ -71,15 +71,19 @@ class FlexSubscription(models.Model):
     def _compute_usage_revenue(self):
         today = self._today()
         since = fields.Date.subtract(today, months=3)
-        lines = self.env["account.move.line"].sudo().search_fetch(
-            [
-                ("move_id.flex_subscription_id", "in", self.ids),
-                ("flex_line_kind", "=", "usage"),
-                ("parent_state", "=", "posted"),
-                ("date", ">", since),
-                ("date", "<=", today),
-            ],
-            ["move_id", "price_subtotal"],
+        lines = (
+            self.env["account.move.line"]
+            .sudo()
+            .search_fetch(
+                [
+                    ("move_id.flex_subscription_id", "in", self.ids),
+                    ("flex_line_kind", "=", "usage"),
+                    ("parent_state", "=", "posted"),
+                    ("date", ">", since),
+                    ("date", "<=", today),
+                ],
+                ["move_id", "price_subtotal"],
+            )
         )
         rows = {}
         for line in lines:

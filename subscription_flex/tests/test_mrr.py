@@ -125,7 +125,9 @@ class TestUsageRevenue(UsageCommon):
         plan = self._create_plan(name="Seat and storage")
         sub = self._seat_and_storage_subscription(plan)
         self._invoice(sub, date(2026, 1, 1))
-        self._ingest(sub, [{"product": "GB", "quantity": 5, "time": "2026-01-05T10:00:00Z", "key": "g"}])
+        self._ingest(
+            sub, [{"product": "GB", "quantity": 5, "time": "2026-01-05T10:00:00Z", "key": "g"}]
+        )
         february = self._invoice(sub, date(2026, 2, 1))
         # 10.00 seat + 5 GB × 2.00 = 10.00 of usage; the MRR is the seat only.
         self.assertEqual(february.amount_untaxed, 20.0)
