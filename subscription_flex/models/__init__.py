@@ -10,8 +10,9 @@ from . import flex_subscription_usage
 from . import flex_subscription_change
 from . import flex_subscription_changes
 from . import flex_reminder
-from . import flex_mrr
 from . import product_template
 from . import res_partner
 from . import account_move
 from . import account_move_line
+# Last: its SQL view reads columns the extensions above add to account.move.line.
+from . import flex_mrr

@@ -160,6 +160,10 @@ class FlexMrrMonth(models.Model):
     _description = "MRR by Month"
     _auto = False
     _order = "month desc, company_id"
+    _depends = {
+        "flex.mrr.movement": ["date", "amount", "kind", "company_id", "subscription_count"],
+        "account.move.line": ["flex_line_kind", "parent_state", "balance", "date", "company_id"],
+    }
 
     month = fields.Date(readonly=True)
     company_id = fields.Many2one("res.company", readonly=True)
