@@ -14,5 +14,6 @@ from . import product_template
 from . import res_partner
 from . import account_move
 from . import account_move_line
+
 # Last: its SQL view reads columns the extensions above add to account.move.line.
 from . import flex_mrr

@@ -1,0 +1,5 @@
+from . import res_company
+from . import flex_sepa_mandate
+from . import flex_subscription
+from . import flex_sepa_batch
+from . import account_move

@@ -1,0 +1,74 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..core import sepa
+
+
+class ResCompany(models.Model):
+    _inherit = "res.company"
+
+    flex_sepa_creditor_id = fields.Char(
+        string="SEPA Creditor Identifier", help="e.g. DE98ZZZ09999999999"
+    )
+    flex_sepa_scheme = fields.Selection(
+        [("CORE", "Core"), ("B2B", "Business to business")],
+        string="Default SEPA Scheme",
+        default="CORE",
+        required=True,
+    )
+    flex_sepa_prenotification_days = fields.Integer(
+        string="Pre-notification Days",
+        default=14,
+        help="Debtors are told at least this many calendar days before a collection.",
+    )
+    flex_sepa_pain_version = fields.Selection(
+        [("pain.008.001.08", "pain.008.001.08 (2019)"), ("pain.008.001.02", "pain.008.001.02")],
+        string="pain.008 Version",
+        default="pain.008.001.08",
+        required=True,
+    )
+    flex_sepa_batch_booking = fields.Boolean(
+        string="Batch Booking",
+        default=True,
+        help="The bank books one credit per payment information block (date and sequence "
+        "type) instead of one per debit.",
+    )
+    flex_sepa_journal_id = fields.Many2one(
+        "account.journal",
+        string="Direct Debit Journal",
+        domain="[('type', '=', 'bank'), ('company_id', '=', id)]",
+        help="Bank journal the collections are paid into (its account is the creditor IBAN).",
+    )
+    flex_sepa_first_sequence = fields.Selection(
+        [("frst", "FRST, then RCUR"), ("rcur", "RCUR from the first debit")],
+        string="First Debit",
+        default="frst",
+        required=True,
+    )
+
+    _sql_constraints = [
+        (
+            "flex_sepa_prenotification_days_positive",
+            "CHECK(flex_sepa_prenotification_days >= 0)",
+            "Pre-notification days cannot be negative.",
+        ),
+    ]
+
+    @api.constrains("flex_sepa_creditor_id")
+    def _check_flex_sepa_creditor_id(self):
+        for company in self.filtered("flex_sepa_creditor_id"):
+            if not sepa.is_valid_creditor_identifier(company.flex_sepa_creditor_id):
+                raise ValidationError(
+                    self.env._(
+                        "%(ci)s is not a valid SEPA creditor identifier (company %(company)s).",
+                        ci=company.flex_sepa_creditor_id,
+                        company=company.name,
+                    )
+                )
+
+    @api.onchange("flex_sepa_creditor_id")
+    def _onchange_flex_sepa_creditor_id(self):
+        if self.flex_sepa_creditor_id:
+            self.flex_sepa_creditor_id = sepa.normalize_creditor_identifier(
+                self.flex_sepa_creditor_id
+            )
