@@ -62,7 +62,7 @@ for addon in "${addons[@]}"; do
     fi
     # --no-build-isolation: whool comes from setup/requirements-test.txt, no download.
     case "$src" in /*) ;; *) src="./$src" ;; esac
-    rm -f "$tmp/built"
+    rm -rf "$tmp/built"
     if ! "$PYTHON" -m pip wheel --disable-pip-version-check --no-deps \
         --no-build-isolation -w "$tmp/built" "$src" >"$tmp/pip.log" 2>&1; then
         cat "$tmp/pip.log" >&2
