@@ -16,6 +16,7 @@
         "security/subscription_flex_sepa_security.xml",
         "data/ir_sequence_data.xml",
         "data/ir_cron_data.xml",
+        "data/mail_template_data.xml",
         "views/flex_sepa_mandate_views.xml",
         "views/flex_sepa_batch_views.xml",
         "views/res_company_views.xml",

@@ -324,6 +324,7 @@ class FlexSepaBatch(models.Model):
             self._create_payments(journal)
             for day, lines in self.line_ids.grouped("collection_date").items():
                 lines.mandate_id._register_debits(day)
+            self.line_ids._send_prenotification()
             self.write(
                 {
                     "state": "generated",
@@ -366,6 +367,30 @@ class FlexSepaBatch(models.Model):
             for line in lines:
                 line.payment_id = by_invoice.get(line.invoice_id.id)
 
+    @api.model
+    def _cron_collect(self):
+        """Every company set up for SEPA: collect the invoices due within its
+        pre-notification period (each debtor told that many days ahead) and write the file."""
+        batches = self.browse()
+        companies = self.env["res.company"].search(
+            [("flex_sepa_creditor_id", "!=", False), ("flex_sepa_journal_id", "!=", False)]
+        )
+        today = fields.Date.context_today(self)
+        for company in companies:
+            batch = self.with_company(company).create(
+                {
+                    "company_id": company.id,
+                    "due_by": fields.Date.add(today, days=company.flex_sepa_prenotification_days),
+                }
+            )
+            batch.action_collect()
+            if batch.line_ids:  # its exclusions are listed on it
+                batch.action_generate()
+                batches |= batch
+            else:
+                batch.unlink()
+        return batches
+
     def action_download(self):
         self.ensure_one()
         return {
@@ -406,6 +431,18 @@ class FlexSepaBatchLine(models.Model):
     excluded = fields.Boolean(index=True)
     reason = fields.Char()
     payment_id = fields.Many2one("account.payment", readonly=True)
+    prenotification_mail_id = fields.Many2one("mail.mail", readonly=True)
+
+    def _send_prenotification(self):
+        """The debtor is told the amount, day, mandate and creditor identifier; once per
+        invoice (a re-collected invoice is not announced twice). Queued: Odoo's mail queue
+        sends it."""
+        template = self.env.ref("subscription_flex_sepa.mail_template_sepa_prenotification")
+        for line in self.filtered(lambda line: not line.invoice_id.flex_sepa_prenotified):
+            line.prenotification_mail_id = template.sudo().send_mail(
+                line.id, force_send=False, email_layout_xmlid="mail.mail_notification_light"
+            )
+            line.invoice_id.flex_sepa_prenotified = True
 
     @api.depends("invoice_id", "collection_date")
     def _compute_display_name(self):

@@ -146,6 +146,12 @@ class FlexSepaMandate(models.Model):
                     mandate.amended_iban = mandate.partner_bank_id.sanitized_acc_number
         return super().write(vals)
 
+    def _masked_iban(self):
+        """IBAN as shown to the debtor: country, check digits and the last 4 characters."""
+        self.ensure_one()
+        iban = self.partner_bank_id.sanitized_acc_number or ""
+        return f"{iban[:4]} **** {iban[-4:]}" if len(iban) > 8 else iban
+
     def action_validate(self):
         for mandate in self:
             if mandate.state not in ("draft", "suspended"):

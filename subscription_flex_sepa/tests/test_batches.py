@@ -126,6 +126,16 @@ class TestBatches(SepaCommon):
         self.assertEqual(self.mandate_a.next_sequence_type, "RCUR")
         self.assertEqual(self.mandate_a.last_debit_date, date(2027, 3, 8))
         self.assertEqual(self.mandate_c.state, "closed")
+        # Each debtor is told amount, day, mandate and creditor identifier, once.
+        notice = batch.line_ids.filtered(lambda l: l.invoice_id == self._invoice("a"))
+        mail = notice.prenotification_mail_id
+        self.assertEqual(mail.recipient_ids, self.a)
+        self.assertIn("121.00", mail.subject)
+        self.assertIn("03/08/2027", mail.subject)
+        for text in (self.mandate_a.reference, "DE98ZZZ09999999999", self._invoice("a").name):
+            self.assertIn(text, mail.body_html)
+        self.assertTrue(self._invoice("a").flex_sepa_prenotified)
+        self.assertEqual(len(batch.line_ids.prenotification_mail_id), 3)
         # Nothing is collected twice; a batch is generated once.
         again = self._batch(date(2027, 3, 31))
         self.assertFalse(again.line_ids & batch.line_ids)
@@ -184,3 +194,14 @@ class TestBatches(SepaCommon):
             batch.action_generate()
         self.assertFalse(batch.attachment_id)
         self.assertEqual(self._invoice("a").payment_state, "not_paid")
+
+    def test_automatic_collection(self):
+        with freeze_time("2027-03-01"):
+            batches = self.env["flex.sepa.batch"]._cron_collect()
+        batch = batches.filtered(lambda b: b.company_id == self.company)
+        self.assertEqual(batch.state, "generated")
+        self.assertEqual(batch.debit_count, 3)
+        self.assertEqual(len(batch.excluded_line_ids), 3)
+        with freeze_time("2027-03-02"):
+            again = self.env["flex.sepa.batch"]._cron_collect()
+        self.assertFalse(again.filtered(lambda b: b.company_id == self.company))
