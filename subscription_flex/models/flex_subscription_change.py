@@ -849,7 +849,9 @@ class FlexSubscriptionChange(models.Model):
             """,
             (today, limit),
         )
-        changes = self.browse([row[0] for row in self.env.cr.fetchall()])
+        # Every company's changes (the cron's user may not see them all), each applied in
+        # its own company.
+        changes = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
         applied = self.browse()
         for change in changes:
             # A subscription being invoiced (or changed) by another worker: next run.
@@ -861,7 +863,9 @@ class FlexSubscriptionChange(models.Model):
                 continue
             try:
                 with self.env.cr.savepoint():
-                    change.with_context(flex_today=change.effective_date)._apply_scheduled()
+                    change.with_company(change.company_id).with_context(
+                        flex_today=change.effective_date
+                    )._apply_scheduled()
                 applied |= change
             except (UserError, ValidationError) as error:
                 self.env.invalidate_all()

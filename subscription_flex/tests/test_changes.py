@@ -326,8 +326,9 @@ class TestChanges(ChangeCommon):
         self.assertEqual((kept.state, dropped.state), ("scheduled", "scheduled"))
         dropped.action_cancel()
         Change = self.Change.with_context(flex_today=date(2027, 3, 25))
-        self.assertEqual(Change._cron_apply_scheduled(), kept)
-        self.assertFalse(Change._cron_apply_scheduled())  # twice: nothing more
+        mine = lambda changes: changes.filtered(lambda c: c.subscription_id == sub)  # noqa: E731
+        self.assertEqual(mine(Change._cron_apply_scheduled()), kept)
+        self.assertFalse(mine(Change._cron_apply_scheduled()))  # twice: nothing more
         # On 20 March, 12 days left: credit -50 × 12/31 = -19.35; charge 70 × 12/31 = 27.10
         self.assertDocument(kept, "out_invoice", 7.75, 9.38)
         self.assertEqual(kept.effective_date, date(2027, 3, 20))

@@ -4,9 +4,7 @@ from odoo import fields, models
 class AccountMove(models.Model):
     _inherit = "account.move"
 
-    flex_sepa_prenotified = fields.Boolean(
-        string="Debit Pre-notified", copy=False, readonly=True
-    )
+    flex_sepa_prenotified = fields.Boolean(string="Debit Pre-notified", copy=False, readonly=True)
 
     def _get_invoice_in_payment_state(self):
         """Community shows an invoice *Paid* as soon as a payment is reconciled with it;

@@ -4,7 +4,6 @@ excluded with its reason, a company setting that is missing stops the batch with
 message, and the file is validated against the official ISO 20022 schema before it is
 attached and before any payment is created."""
 
-from collections import defaultdict
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -344,28 +343,50 @@ class FlexSepaBatch(models.Model):
 
     def _create_payments(self, journal):
         """One payment per invoice, dated on its collection date and reconciled with it:
-        the invoice shows *In payment* until the bank statement confirms the credit."""
+        the invoice shows *In payment* until the bank statement matches the payment.
+
+        What Odoo's register-payment wizard does, for the whole batch at once: one
+        ``create``, one ``action_post``, one reconciliation plan (the wizard reconciles
+        payment by payment: 0.1 s each, minutes for a big batch)."""
         method_line = journal.inbound_payment_method_line_ids[:1]
-        by_date = defaultdict(lambda: self.env["flex.sepa.batch.line"])
-        for line in self.line_ids:
-            by_date[line.collection_date] |= line
-        for day, lines in by_date.items():
-            payments = (
-                self.env["account.payment.register"]
-                .with_context(active_model="account.move", active_ids=lines.invoice_id.ids)
-                .create(
+        lines = self.line_ids
+        payments = (
+            self.env["account.payment"]
+            .with_context(skip_invoice_sync=True)
+            .create(
+                [
                     {
-                        "payment_date": day,
+                        "payment_type": "inbound",
+                        "partner_type": "customer",
+                        "partner_id": line.invoice_id.commercial_partner_id.id,
+                        "amount": line.amount,
+                        "currency_id": line.invoice_id.currency_id.id,
+                        "date": line.collection_date,
                         "journal_id": journal.id,
                         "payment_method_line_id": method_line.id,
-                        "group_payment": False,
+                        "memo": line.invoice_id.name,
+                        "payment_reference": line.end_to_end_id,
                     }
-                )
-                ._create_payments()
+                    for line in lines
+                ]
             )
-            by_invoice = {payment.invoice_ids[:1].id: payment for payment in payments}
-            for line in lines:
-                line.payment_id = by_invoice.get(line.invoice_id.id)
+        )
+        payments.action_post()
+        account_types = self.env["account.payment"]._get_valid_payment_account_types()
+        plan = []
+        for line, payment in zip(lines, payments, strict=True):
+            line.payment_id = payment
+            to_match = (payment.move_id.line_ids | line.invoice_id.line_ids).filtered(
+                lambda aml: (
+                    aml.account_type in account_types
+                    and not aml.reconciled
+                    and aml.parent_state == "posted"
+                )
+            )
+            plan.append(to_match)
+        self.env["account.move.line"]._reconcile_plan(plan)
+        for line, payment in zip(lines, payments, strict=True):
+            line.invoice_id.matched_payment_ids = [fields.Command.link(payment.id)]
 
     @api.model
     def _cron_collect(self):
