@@ -127,7 +127,7 @@ class TestBatches(SepaCommon):
         self.assertEqual(self.mandate_a.last_debit_date, date(2027, 3, 8))
         self.assertEqual(self.mandate_c.state, "closed")
         # Each debtor is told amount, day, mandate and creditor identifier, once.
-        notice = batch.line_ids.filtered(lambda l: l.invoice_id == self._invoice("a"))
+        notice = batch.line_ids.filtered(lambda line: line.invoice_id == self._invoice("a"))
         mail = notice.prenotification_mail_id
         self.assertEqual(mail.recipient_ids, self.a)
         self.assertIn("121.00", mail.subject)
