@@ -14,6 +14,7 @@
     "data": [
         "security/ir.model.access.csv",
         "security/subscription_flex_sepa_security.xml",
+        "data/account_payment_method_data.xml",
         "data/ir_sequence_data.xml",
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",

@@ -3,3 +3,4 @@ from . import flex_sepa_mandate
 from . import flex_subscription
 from . import flex_sepa_batch
 from . import account_move
+from . import account_payment_method

@@ -341,14 +341,25 @@ class FlexSepaBatch(models.Model):
             )
         return True
 
+    def _payment_method_line(self, journal):
+        """The journal's *SEPA Direct Debit* receipt method (added when missing), so the
+        collections are told apart from other receipts in the bank journal."""
+        method = self.env.ref("subscription_flex_sepa.payment_method_flex_sepa_dd")
+        line = journal.inbound_payment_method_line_ids.filtered(
+            lambda line: line.payment_method_id == method
+        )[:1]
+        return line or self.env["account.payment.method.line"].create(
+            {"journal_id": journal.id, "payment_method_id": method.id}
+        )
+
     def _create_payments(self, journal):
         """One payment per invoice, dated on its collection date and reconciled with it:
-        the invoice shows *In payment* until the bank statement matches the payment.
+        the payment is *In process* (its entry on the outstanding receipts account waits
+        for the bank statement) and the invoice *In payment*.
 
         What Odoo's register-payment wizard does, for the whole batch at once: one
-        ``create``, one ``action_post``, one reconciliation plan (the wizard reconciles
-        payment by payment: 0.1 s each, minutes for a big batch)."""
-        method_line = journal.inbound_payment_method_line_ids[:1]
+        ``create``, one ``action_post``, one reconciliation plan."""
+        method_line = self._payment_method_line(journal)
         lines = self.line_ids
         payments = (
             self.env["account.payment"]
@@ -376,14 +387,15 @@ class FlexSepaBatch(models.Model):
         plan = []
         for line, payment in zip(lines, payments, strict=True):
             line.payment_id = payment
-            to_match = (payment.move_id.line_ids | line.invoice_id.line_ids).filtered(
-                lambda aml: (
-                    aml.account_type in account_types
-                    and not aml.reconciled
-                    and aml.parent_state == "posted"
+            plan.append(
+                (payment.move_id.line_ids | line.invoice_id.line_ids).filtered(
+                    lambda aml: (
+                        aml.account_type in account_types
+                        and not aml.reconciled
+                        and aml.parent_state == "posted"
+                    )
                 )
             )
-            plan.append(to_match)
         self.env["account.move.line"]._reconcile_plan(plan)
         for line, payment in zip(lines, payments, strict=True):
             line.invoice_id.matched_payment_ids = [fields.Command.link(payment.id)]

@@ -122,6 +122,9 @@ class TestBatches(SepaCommon):
         for key in "abc":
             self.assertEqual(self._invoice(key).payment_state, "in_payment")
         self.assertEqual(set(batch.line_ids.payment_id.mapped("state")), {"in_process"})
+        self.assertEqual(
+            set(batch.line_ids.payment_id.payment_method_line_id.mapped("code")), {"flex_sepa_dd"}
+        )
         self.assertEqual(batch.line_ids.payment_id.mapped("date"), [date(2027, 3, 8)] * 3)
         self.assertEqual(self.mandate_a.next_sequence_type, "RCUR")
         self.assertEqual(self.mandate_a.last_debit_date, date(2027, 3, 8))
