@@ -798,35 +798,29 @@ class FlexSubscriptionChange(models.Model):
 
     def _apply_cancel_end(self):
         sub = self.subscription_id
-        old = self._current_lines()
+        lines = self._current_lines()
         sub.action_request_close(
             reason=self.close_reason_id,
             requested_date=self.date if self.timing == "date" else None,
             note=self.note,
         )
-        self.write(
-            {
-                "state": "applied",
-                "effective_date": sub.end_date or self._today(),
-                "applied_by_id": self.env.user.id,
-                "applied_on": fields.Datetime.now(),
-                "old_terms": self._snapshot(old, sub.plan_id),
-                "new_terms": self._snapshot(OrderedDict(), sub.plan_id),
-            }
-        )
+        self._write_applied(sub.end_date or self._today(), lines, OrderedDict())
 
     def _apply_undo_cancel(self):
-        sub = self.subscription_id
-        sub.action_undo_close()
-        lines = self._current_lines()
+        self.subscription_id.action_undo_close()
+        self._write_applied(self._today(), OrderedDict(), self._current_lines())
+
+    def _write_applied(self, day, old_lines, new_lines):
+        """Trail of a change that moves no money (cancellation scheduled or undone)."""
+        plan = self.subscription_id.plan_id
         self.write(
             {
                 "state": "applied",
-                "effective_date": self._today(),
+                "effective_date": day,
                 "applied_by_id": self.env.user.id,
                 "applied_on": fields.Datetime.now(),
-                "old_terms": self._snapshot(OrderedDict(), sub.plan_id),
-                "new_terms": self._snapshot(lines, sub.plan_id),
+                "old_terms": self._snapshot(old_lines, plan),
+                "new_terms": self._snapshot(new_lines, plan),
             }
         )
 

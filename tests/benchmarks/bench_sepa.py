@@ -19,7 +19,6 @@ in one transaction that is rolled back:
 """
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -32,27 +31,13 @@ ODOO_ROOT = Path(os.environ.get("ODOO_ROOT", "/opt/odoo"))
 if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exists():
     sys.path.insert(0, str(ODOO_ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import db_exists, pg_admin, say  # noqa: E402
+
 import odoo  # noqa: E402
 
 INVOICE_DAY = date(2027, 3, 1)
-
-
-def say(message=""):
-    print(message, flush=True)
-
-
-def pg_admin(sql, dbname="postgres"):
-    import psycopg2
-
-    cnx = psycopg2.connect(dbname=dbname)
-    cnx.autocommit = True
-    with contextlib.closing(cnx), cnx.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall() if cur.description else None
-
-
-def db_exists(name):
-    return bool(pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
 
 
 def configure_odoo(db, log_level):

@@ -41,6 +41,9 @@ REPO = Path(__file__).resolve().parents[2]
 ODOO_ROOT = Path(os.environ.get("ODOO_ROOT", "/opt/odoo"))
 if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exists():
     sys.path.insert(0, str(ODOO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import db_exists, pg_admin, say  # noqa: E402
 
 import odoo  # noqa: E402
 
@@ -100,10 +103,6 @@ METRICS = {
 }
 
 
-def say(message=""):
-    print(message, flush=True)
-
-
 # --------------------------------------------------------------------------- setup
 
 
@@ -122,24 +121,6 @@ def configure_odoo(args):
             "--max-cron-threads=0",
         ]
     )
-
-
-def pg_admin(sql, dbname="postgres"):
-    import psycopg2
-
-    cnx = psycopg2.connect(dbname=dbname)
-    cnx.autocommit = True
-    with contextlib.closing(cnx), cnx.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall() if cur.description else None
-
-
-def db_exists(name):
-    import psycopg2
-
-    with contextlib.closing(psycopg2.connect(dbname="postgres")) as cnx, cnx.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        return bool(cur.fetchone())
 
 
 def drop_db(name):
