@@ -26,17 +26,10 @@ class FlexSubscription(models.Model):
             ],
             order="recurrence desc, signature_date desc, id desc",
         )
+        best = {}  # (partner, company) -> first mandate in the order above
+        for mandate in mandates:
+            best.setdefault((mandate.partner_id.id, mandate.company_id.id), mandate)
+        empty = self.env["flex.sepa.mandate"]
         for sub in self:
-            sub.sepa_mandate_id = (
-                next(
-                    (
-                        m
-                        for m in mandates
-                        if m.partner_id == sub.partner_id.commercial_partner_id
-                        and m.company_id == sub.company_id
-                    ),
-                    False,
-                )
-                if sub.payment_method == "sepa"
-                else False
-            )
+            key = (sub.partner_id.commercial_partner_id.id, sub.company_id.id)
+            sub.sepa_mandate_id = best.get(key, empty) if sub.payment_method == "sepa" else empty
