@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 
 from lxml import etree
+from psycopg2.extras import execute_values
 from sepaxml import SepaDD
 
 from odoo import api, fields, models
@@ -150,9 +151,12 @@ class FlexSepaBatch(models.Model):
         today = fields.Date.context_today(self)
         self.with_context(active_test=False).line_ids.unlink()
         self.excluded_line_ids.unlink()
-        self.env["flex.sepa.batch.line"].create(
+        self.env["flex.sepa.batch.line"]._insert_lines(
             [self._prepare_line_vals(invoice, today) for invoice in invoices]
         )
+        self.invalidate_recordset(["line_ids", "excluded_line_ids"])
+        for fname in ("debit_count", "control_sum"):
+            self.env.add_to_compute(self._fields[fname], self)
         return True
 
     def _prepare_line_vals(self, invoice, today):
@@ -465,6 +469,53 @@ class FlexSepaBatchLine(models.Model):
     reason = fields.Char()
     payment_id = fields.Many2one("account.payment", readonly=True)
     prenotification_mail_id = fields.Many2one("mail.mail", readonly=True)
+
+    @api.model
+    def _insert_lines(self, vals_list):
+        """One INSERT for the whole batch: the ORM's ``create`` of 10,000 lines takes longer
+        than the rest of the collection (its per-record defaults and related fields). The
+        values are plain columns prepared by ``_prepare_line_vals``."""
+        if not vals_list:
+            return
+        self.env.flush_all()
+        columns = [
+            "batch_id",
+            "invoice_id",
+            "partner_id",
+            "mandate_id",
+            "amount",
+            "excluded",
+            "reason",
+            "sequence_type",
+            "collection_date",
+            "end_to_end_id",
+            "amended_iban",
+        ]
+        uid = self.env.uid
+        rows = [
+            (
+                *(vals.get(column) or None for column in columns[:5]),
+                bool(vals.get("excluded")),
+                *(vals.get(column) or None for column in columns[6:]),
+            )
+            for vals in vals_list
+        ]
+        execute_values(
+            self.env.cr._obj,
+            f"""
+            INSERT INTO flex_sepa_batch_line ({", ".join(columns)}, company_id,
+                   create_uid, write_uid, create_date, write_date)
+            SELECT v.*, b.company_id, {int(uid)}, {int(uid)},
+                   now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v({", ".join(columns)})
+              JOIN flex_sepa_batch b ON b.id = v.batch_id
+            """,
+            rows,
+            template="(%s::int, %s::int, %s::int, %s::int, %s::numeric, %s::bool, %s, "
+            "%s, %s::date, %s, %s)",
+            page_size=5000,
+        )
+        self.env["flex.sepa.batch.line"].invalidate_model()
 
     def _send_prenotification(self):
         """The debtor is told the amount, day, mandate and creditor identifier; once per
