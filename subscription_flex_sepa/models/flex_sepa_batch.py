@@ -141,6 +141,8 @@ class FlexSepaBatch(models.Model):
                 ("excluded", "=", False),
                 ("batch_id.state", "in", ("draft", "generated")),
                 ("batch_id", "!=", self.id),
+                "|",
+                ("payment_id", "=", False),
                 ("payment_id.state", "!=", "canceled"),
             ]
         )

@@ -180,6 +180,16 @@ class TestBatches(SepaCommon):
         self.assertFalse(self.mandate_b.amended_iban)  # reported: not again
 
     @freeze_time("2027-03-01")
+    def test_an_invoice_in_a_draft_batch_is_not_collected_again(self):
+        first = self._batch(date(2027, 3, 1))
+        second = self._batch(date(2027, 3, 1))
+        self.assertEqual(first.debit_count, 3)
+        self.assertFalse(second.line_ids)
+        first.action_cancel()
+        second.action_collect()
+        self.assertEqual(second.debit_count, 3)
+
+    @freeze_time("2027-03-01")
     def test_bad_settings_write_nothing(self):
         self.company.flex_sepa_creditor_id = False
         batch = self.env["flex.sepa.batch"].create({"due_by": date(2027, 3, 1)})
