@@ -437,6 +437,19 @@ class FlexSubscriptionChange(models.Model):
         items = self._compute_items(old_lines, target, day, switch, decimals)
         if switch and items:
             mode = "invoice"  # the new period is charged on the day it starts
+        if mode == "next_invoice" and items:
+            net = sum(item["amount"] for item in items)
+            next_charge = sum(
+                (proration.full_amount(t, decimals) for t in self._recurring(target).values()),
+                Decimal(0),
+            )
+            if net < 0 and -net > next_charge:
+                # A credit larger than the next invoice would make it negative (Odoo refuses
+                # to post those): it is credited now instead.
+                mode = "invoice"
+                notes.append(
+                    env._("The credit exceeds the next invoice: a credit note is issued now.")
+                )
         return {
             "today": today,
             "effective_date": day,

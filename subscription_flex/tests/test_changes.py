@@ -573,6 +573,19 @@ class TestPlanChanges(PlanChangeCommon):
         self.assertEqual(amounts[0], amounts[1])
         self.assertEqual(amounts[0], [-47.42, -24.19, 23.71, 38.71])
 
+    def test_41_credit_larger_than_the_next_invoice_is_credited_now(self):
+        sub = self._sub(
+            lines=[(self.product_seat, 1, 10.0, 0.0), (self.product_support, 2, 49.0, 0.0)]
+        )
+        change, preview = self._set_qty(
+            sub, date(2027, 3, 2), 0, product=self.product_support, proration_mode="next_invoice"
+        )
+        # Support 2 × 49.00 removed on 2 March, 30 of 31 days left: -98 × 30/31 = -94.8387
+        # -> -94.84, more than the next invoice (1 seat, 10.00): a credit note now,
+        # 94.84 + 19.9164 -> 19.92 tax = 114.76
+        self.assertEqual(preview["document"], "refund")
+        self.assertDocument(change, "out_refund", 94.84, 114.76)
+
 
 @tagged("post_install", "-at_install")
 class TestMeteredChanges(UsageCommon):
