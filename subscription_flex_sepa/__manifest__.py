@@ -24,4 +24,5 @@
         "views/flex_subscription_views.xml",
         "views/subscription_flex_sepa_menus.xml",
     ],
+    "demo": ["demo/subscription_flex_sepa_demo.xml"],
 }

@@ -411,16 +411,25 @@ class FlexSepaBatch(models.Model):
         """Every company set up for SEPA: collect the invoices due within its
         pre-notification period (each debtor told that many days ahead) and write the file."""
         batches = self.browse()
-        companies = self.env["res.company"].search(
-            [("flex_sepa_creditor_id", "!=", False), ("flex_sepa_journal_id", "!=", False)]
+        # Every company set up (the cron's user may not be in them all), each in its own.
+        companies = (
+            self.env["res.company"]
+            .sudo()
+            .search([("flex_sepa_creditor_id", "!=", False), ("flex_sepa_journal_id", "!=", False)])
         )
         today = fields.Date.context_today(self)
         for company in companies:
-            batch = self.with_company(company).create(
-                {
-                    "company_id": company.id,
-                    "due_by": fields.Date.add(today, days=company.flex_sepa_prenotification_days),
-                }
+            batch = (
+                self.sudo()
+                .with_company(company)
+                .create(
+                    {
+                        "company_id": company.id,
+                        "due_by": fields.Date.add(
+                            today, days=company.flex_sepa_prenotification_days
+                        ),
+                    }
+                )
             )
             batch.action_collect()
             if batch.line_ids:  # its exclusions are listed on it
