@@ -21,6 +21,7 @@
         "views/flex_sepa_mandate_views.xml",
         "views/flex_sepa_batch_views.xml",
         "views/res_company_views.xml",
+        "views/res_config_settings_views.xml",
         "views/flex_subscription_views.xml",
         "views/subscription_flex_sepa_menus.xml",
     ],

@@ -1,4 +1,5 @@
 from . import res_company
+from . import res_config_settings
 from . import flex_sepa_mandate
 from . import flex_subscription
 from . import flex_sepa_batch

@@ -1,7 +1,7 @@
 from datetime import date
 
 from odoo.exceptions import UserError, ValidationError
-from odoo.tests import freeze_time, tagged
+from odoo.tests import Form, freeze_time, tagged
 
 from .common import SepaCommon
 
@@ -38,6 +38,17 @@ class TestMandates(SepaCommon):
     def test_creditor_identifier_checked(self):
         with self.assertRaisesRegex(ValidationError, "not a valid SEPA creditor identifier"):
             self.company.flex_sepa_creditor_id = "DE99ZZZ09999999999"
+
+    def test_settings_form(self):
+        form = Form(self.env["res.config.settings"])
+        form.flex_sepa_prenotification_days = 3
+        form.flex_sepa_pain_version = "pain.008.001.02"
+        form.save().execute()
+        self.assertEqual(self.company.flex_sepa_prenotification_days, 3)
+        self.assertEqual(self.company.flex_sepa_pain_version, "pain.008.001.02")
+        self.assertEqual(
+            self.env["res.config.settings"].create({}).flex_sepa_creditor_id, "DE98ZZZ09999999999"
+        )
 
     def test_sequence_types(self):
         partner, account = self._debtor("Recurring", "de")
