@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 ODOO_ROOT = Path(os.environ.get("ODOO_ROOT", "/opt/odoo"))
 if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exists():
     sys.path.insert(0, str(ODOO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import copy_db as copy_template  # noqa: E402
+from _common import db_exists, drop_db, say, vacuum_analyze  # noqa: E402
 from dateutil.relativedelta import relativedelta  # noqa: E402
 
 import odoo  # noqa: E402
@@ -76,25 +79,6 @@ def configure_odoo(args):
     logging.getLogger("bench_invoicing").setLevel(logging.INFO)
 
 
-def db_exists(name):
-    import psycopg2
-
-    with contextlib.closing(psycopg2.connect(dbname="postgres")) as cnx:
-        with cnx.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            return bool(cur.fetchone())
-
-
-def drop_db(name):
-    import psycopg2
-
-    odoo.sql_db.close_db(name)
-    cnx = psycopg2.connect(dbname="postgres")
-    cnx.autocommit = True
-    with contextlib.closing(cnx), cnx.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def create_db(name):
     """Fresh database with subscription_flex and OCA contract installed (no demo data)."""
     from odoo.service import db as db_service
@@ -117,24 +101,9 @@ def create_db(name):
 
 def copy_db(template, name):
     """Copy of an installed, unseeded database (PostgreSQL template): saves the install."""
-    import psycopg2
-
-    odoo.sql_db.close_db(template)
-    cnx = psycopg2.connect(dbname="postgres")
-    cnx.autocommit = True
-    with contextlib.closing(cnx), cnx.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    copy_template(template, name)
     say(f"database {name} copied from {template}")
     return odoo.modules.registry.Registry.new(name)
-
-
-def vacuum_analyze(dbname):
-    import psycopg2
-
-    cnx = psycopg2.connect(dbname=dbname)
-    cnx.autocommit = True
-    with contextlib.closing(cnx), cnx.cursor() as cur:
-        cur.execute("VACUUM ANALYZE")
 
 
 def sale_tax_15(env):
@@ -417,10 +386,6 @@ def max_move_id(env):
 
 
 # -------------------------------------------------------------------------- report
-
-
-def say(message):
-    print(message, flush=True)
 
 
 def fmt_row(engine, run, r):

@@ -33,7 +33,7 @@ if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import db_exists, pg_admin, say  # noqa: E402
+from _common import copy_db, db_exists, drop_db, say, vacuum_analyze  # noqa: E402
 
 import odoo  # noqa: E402
 
@@ -154,7 +154,7 @@ def seed(registry, n):
             chunk = env["flex.subscription"].browse(sub_ids[start : start + 1000])
             chunk._create_recurring_invoices(INVOICE_DAY)
     say(f"invoiced {n} subscriptions in {time.perf_counter() - started:.0f} s")
-    pg_admin("VACUUM ANALYZE", registry.db_name)
+    vacuum_analyze(registry.db_name)
 
 
 def baseline(batch, journal):
@@ -248,15 +248,11 @@ def main():
     logging.getLogger("odoo").setLevel(logging.WARNING)
     source = args.template or args.db
     if not args.template or not db_exists(args.template):
-        if db_exists(source):
-            pg_admin(f'DROP DATABASE "{source}" WITH (FORCE)')
+        drop_db(source)
         registry = install(source)
         seed(registry, args.n)
-        odoo.sql_db.close_db(source)
     if args.template:
-        if db_exists(args.db):
-            pg_admin(f'DROP DATABASE "{args.db}" WITH (FORCE)')
-        pg_admin(f'CREATE DATABASE "{args.db}" TEMPLATE "{args.template}"')
+        copy_db(args.template, args.db)
     registry = odoo.modules.registry.Registry(args.db)
     measure(registry, args.n, args.generate)
 

@@ -43,7 +43,7 @@ if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exist
     sys.path.insert(0, str(ODOO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import db_exists, pg_admin, say  # noqa: E402
+from _common import copy_db, db_exists, drop_db, say, vacuum_analyze  # noqa: E402
 
 import odoo  # noqa: E402
 
@@ -123,19 +123,6 @@ def configure_odoo(args):
     )
 
 
-def drop_db(name):
-    odoo.sql_db.close_db(name)
-    odoo.modules.registry.Registry.delete(name)
-    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def copy_db(template, name):
-    """``CREATE DATABASE … TEMPLATE`` (file copy: fast for a big database)."""
-    odoo.sql_db.close_db(template)
-    drop_db(name)
-    pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-
-
 def install_db(name):
     from odoo.service import db as db_service
 
@@ -153,13 +140,6 @@ def install_db(name):
             )
     say(f"database ready in {time.perf_counter() - started:.0f} s")
     return registry
-
-
-def vacuum_analyze(dbname):
-    odoo.sql_db.close_db(dbname)
-    started = time.perf_counter()
-    pg_admin("VACUUM ANALYZE", dbname)
-    return time.perf_counter() - started
 
 
 def sale_tax(env):
