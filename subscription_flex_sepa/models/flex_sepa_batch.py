@@ -171,7 +171,7 @@ class FlexSepaBatch(models.Model):
             "mandate_id": mandate.id,
             "amount": invoice.amount_residual,
         }
-        reason = self._exclusion_reason(invoice, mandate)
+        reason = self._exclusion_reason(invoice, mandate, today)
         if reason:
             return {**vals, "excluded": True, "reason": reason}
         return {
@@ -184,7 +184,7 @@ class FlexSepaBatch(models.Model):
             "amended_iban": mandate.amended_iban,
         }
 
-    def _exclusion_reason(self, invoice, mandate):
+    def _exclusion_reason(self, invoice, mandate, today):
         env = self.env
         if invoice.currency_id.name != "EUR":
             return env._(
@@ -199,7 +199,7 @@ class FlexSepaBatch(models.Model):
             )
         if mandate.state != "valid":
             return env._("Mandate %(ref)s is not valid.", ref=mandate.reference)
-        if mandate.expiry_date and mandate.expiry_date <= fields.Date.context_today(self):
+        if mandate.expiry_date and mandate.expiry_date <= today:
             return env._("Mandate %(ref)s expired (36 months unused).", ref=mandate.reference)
         partner = invoice.commercial_partner_id
         country = (mandate.iban or "")[:2].upper()
