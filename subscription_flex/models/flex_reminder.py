@@ -344,9 +344,7 @@ class FlexSubscription(models.Model):
         logs = self.env["flex.reminder.log"]
         for log, rule, sub, _key, record in claimed:
             template = rule.template_id.sudo()
-            mail_id = template.with_context(
-                flex_usage=sub.env.context.get("flex_usage"), flex_rule=rule
-            ).send_mail(
+            mail_id = template.with_context(flex_usage=sub.env.context.get("flex_usage")).send_mail(
                 record.id, force_send=False, email_layout_xmlid="mail.mail_notification_light"
             )
             log.write({"mail_id": mail_id})
