@@ -128,3 +128,51 @@ def test_two_workers_invoice_each_period_exactly_once():
         assert mine[0] | mine[1] == set(sub_ids)
     finally:
         _cleanup(registry, sub_ids)
+
+
+def test_busy_subscription_is_not_changed_and_waits_for_the_next_cron_run():
+    """A subscription locked by another transaction (the invoicing cron at work): a change
+    asked now gets a clear message and writes nothing; the scheduled-change cron leaves
+    it for its next run instead of waiting."""
+    registry = _registry()
+    seeded = _seed(registry, uuid.uuid4().hex[:8])
+    sub_ids = seeded[:1]
+    try:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 1, 10)})
+            sub = env["flex.subscription"].browse(sub_ids)
+            change = env["flex.subscription.change"].create(
+                {
+                    "subscription_id": sub.id,
+                    "timing": "date",
+                    "date": date(2026, 1, 20),
+                    "line_ids": [
+                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 3})
+                    ],
+                }
+            )
+            change.action_confirm()
+            assert change.state == "scheduled"
+            change_id = change.id
+        with registry.cursor() as holder, registry.cursor() as cr:
+            holder.execute("SELECT id FROM flex_subscription WHERE id = %s FOR UPDATE", sub_ids)
+            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 1, 20)})
+            sub = env["flex.subscription"].browse(sub_ids)
+            assert sub._lock_for_change(raise_if_busy=False) is False
+            try:
+                sub._lock_for_change()
+                raise AssertionError("a busy subscription must not be changed")
+            except odoo.exceptions.UserError as error:
+                assert "being invoiced or changed" in str(error)
+            applied = env["flex.subscription.change"]._cron_apply_scheduled()
+            assert change_id not in applied.ids
+            assert env["flex.subscription.change"].browse(change_id).state == "scheduled"
+            holder.rollback()
+            cr.rollback()
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 1, 20)})
+            applied = env["flex.subscription.change"]._cron_apply_scheduled()
+            assert change_id in applied.ids
+            assert env["flex.subscription"].browse(sub_ids).line_ids.quantity == 3
+    finally:
+        _cleanup(registry, seeded)

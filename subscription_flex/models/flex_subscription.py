@@ -698,24 +698,20 @@ class FlexSubscription(models.Model):
         company = self.company_id
         if self.currency_id != company.currency_id or not all(lines_taxes):
             return
-        AccountTax = self.env["account.tax"]
-        base_lines = [
-            AccountTax._prepare_base_line_for_taxes_computation(
-                None,
-                product_id=self.env["product.product"].browse(vals["product_id"]),
-                tax_ids=taxes,
-                price_unit=vals["price_unit"],
-                quantity=vals["quantity"],
-                discount=vals["discount"],
-                currency_id=self.currency_id,
-                rate=1.0,
-                sign=-1,
-                is_refund=False,
-            )
-            for vals, taxes in zip(lines_vals, lines_taxes, strict=True)
-        ]
-        AccountTax._add_tax_details_in_base_lines(base_lines, company)
-        AccountTax._round_base_lines_tax_details(base_lines, company)
+        Product = self.env["product.product"]
+        base_lines = self._tax_base_lines(
+            [
+                (
+                    Product.browse(vals["product_id"]),
+                    taxes,
+                    vals["price_unit"],
+                    vals["quantity"],
+                    vals["discount"],
+                )
+                for vals, taxes in zip(lines_vals, lines_taxes, strict=True)
+            ],
+            sign=-1,
+        )
         for vals, base_line in zip(lines_vals, base_lines, strict=True):
             details = base_line["tax_details"]
             vals["amount_currency"] = -(
@@ -723,22 +719,65 @@ class FlexSubscription(models.Model):
             )
             vals["balance"] = -(details["total_excluded"] + details["delta_total_excluded"])
 
-    def _prepare_invoice_line_vals(self, line, period, price_unit, accounts, taxes):
+    @api.model
+    def _invoice_line_vals(self, kind, product, name, quantity, price_unit, account, taxes, **vals):
+        """Values of one subscription invoice line (``kind``: recurring, usage, proration);
+        ``vals`` add or override (unit of measure, discount, subscription line, service
+        dates...)."""
         return {
             "display_type": "product",
-            "product_id": line.product_id.id,
-            "product_uom_id": line.product_uom_id.id,
-            "name": line._get_invoice_label(period),
-            "quantity": line.quantity,
+            "product_id": product.id,
+            "product_uom_id": product.uom_id.id,
+            "name": name,
+            "quantity": quantity,
             "price_unit": price_unit,
-            "discount": line.discount,
-            "account_id": accounts.id,
+            "discount": 0.0,
+            "account_id": account.id,
             "tax_ids": [fields.Command.set(taxes.ids)],
-            "flex_subscription_line_id": line.id,
-            "flex_line_kind": "recurring",
-            "flex_period_start": period.start,
-            "flex_period_end": period.last_day,
+            "flex_line_kind": kind,
+            **vals,
         }
+
+    def _tax_base_lines(self, lines, sign=1):
+        """Odoo's tax engine on ``lines`` (``(product, taxes, price_unit, quantity,
+        discount)``) in the subscription's currency, as an invoice computes them: base lines
+        with their rounded ``tax_details``."""
+        self.ensure_one()
+        AccountTax = self.env["account.tax"]
+        base_lines = [
+            AccountTax._prepare_base_line_for_taxes_computation(
+                None,
+                product_id=product,
+                tax_ids=taxes,
+                price_unit=price_unit,
+                quantity=quantity,
+                discount=discount,
+                currency_id=self.currency_id,
+                rate=1.0,
+                sign=sign,
+                is_refund=False,
+            )
+            for product, taxes, price_unit, quantity, discount in lines
+        ]
+        AccountTax._add_tax_details_in_base_lines(base_lines, self.company_id)
+        AccountTax._round_base_lines_tax_details(base_lines, self.company_id)
+        return base_lines
+
+    def _prepare_invoice_line_vals(self, line, period, price_unit, accounts, taxes):
+        return self._invoice_line_vals(
+            "recurring",
+            line.product_id,
+            line._get_invoice_label(period),
+            line.quantity,
+            price_unit,
+            accounts,
+            taxes,
+            product_uom_id=line.product_uom_id.id,
+            discount=line.discount,
+            flex_subscription_line_id=line.id,
+            flex_period_start=period.start,
+            flex_period_end=period.last_day,
+        )
 
     @api.model
     def _collect_price_requests(self, due):
@@ -1015,6 +1054,7 @@ class FlexSubscription(models.Model):
                 continue
             if sub not in latest or move.flex_period_start > latest[sub].flex_period_start:
                 latest[sub] = move
+        repriced = defaultdict(lambda: self.browse())
         for move in latest.values():
             for inv_line in move.invoice_line_ids:
                 line = inv_line.flex_subscription_line_id
@@ -1025,8 +1065,10 @@ class FlexSubscription(models.Model):
                     and line.price_unit != inv_line.price_unit
                 ):
                     line.price_unit = inv_line.price_unit
-            # A new price version moves the MRR from the period it starts.
-            move.flex_subscription_id._record_mrr(move.flex_period_start)
+                    repriced[move.flex_period_start] |= move.flex_subscription_id
+        # A new price version moves the MRR from the period it starts.
+        for day, subs in repriced.items():
+            subs._record_mrr(day)
 
     def _log_invoicing_errors(self, errors):
         today = self._today()

@@ -728,7 +728,7 @@ class FlexSubscriptionChange(models.Model):
             )
             if self.change_type == "cancel_now":
                 sub._close(day, self.close_reason_id)
-            sub.with_context(flex_mrr_defer=False)._record_mrr(day, change=self)
+            sub._record_mrr(day, change=self)
             sub.message_post(body=self._chatter_message(preview, move, usage_moves))
             if self.change_type == "cancel_now":
                 sub._send_event_reminder("cancellation", sub, f"cancel-{day.isoformat()}")
@@ -862,11 +862,7 @@ class FlexSubscriptionChange(models.Model):
         applied = self.browse()
         for change in changes:
             # A subscription being invoiced (or changed) by another worker: next run.
-            self.env.cr.execute(
-                "SELECT id FROM flex_subscription WHERE id = %s FOR UPDATE SKIP LOCKED",
-                (change.subscription_id.id,),
-            )
-            if not self.env.cr.fetchone():
+            if not change.subscription_id._lock_for_change(raise_if_busy=False):
                 continue
             try:
                 with self.env.cr.savepoint():

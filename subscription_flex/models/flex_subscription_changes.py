@@ -3,8 +3,6 @@
 from datetime import timedelta
 from decimal import Decimal
 
-import psycopg2
-
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import format_amount, format_date
@@ -61,20 +59,22 @@ class FlexSubscription(models.Model):
 
     # ------------------------------------------------------------ schedule math
 
-    def _lock_for_change(self):
+    def _lock_for_change(self, raise_if_busy=True):
         """Row lock on the subscriptions: two changes (or a change and the invoicing cron)
-        never interleave. Fails fast with a clear message rather than waiting."""
+        never interleave. A subscription another transaction holds is not waited for: a
+        clear message, or ``False`` when ``raise_if_busy`` is off (the cron skips it)."""
         self.env.flush_all()
-        try:
-            with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(
-                    "SELECT id FROM flex_subscription WHERE id IN %s FOR UPDATE NOWAIT",
-                    (tuple(self.ids),),
-                )
-        except psycopg2.errors.LockNotAvailable:
-            raise UserError(
-                self.env._("The subscription is being invoiced or changed; try again shortly.")
-            ) from None
+        self.env.cr.execute(
+            "SELECT id FROM flex_subscription WHERE id IN %s FOR UPDATE SKIP LOCKED",
+            (tuple(self.ids),),
+        )
+        if len(self.env.cr.fetchall()) == len(self.ids):
+            return True
+        if not raise_if_busy:
+            return False
+        raise UserError(
+            self.env._("The subscription is being invoiced or changed; try again shortly.")
+        )
 
     def _schedule_period(self, day, cut=True):
         """Period of the billing schedule containing ``day`` (``None`` before the anchor),
@@ -294,22 +294,19 @@ class FlexSubscription(models.Model):
             product = item.product_id
             taxes = self._product_taxes(product)
             lines_vals.append(
-                {
-                    "display_type": "product",
-                    "product_id": product.id,
-                    "product_uom_id": product.uom_id.id,
-                    "name": item.name,
-                    "quantity": 1.0,
-                    "price_unit": sign * item.amount,
-                    "discount": 0.0,
-                    "account_id": self._product_income_account(product, journal).id,
-                    "tax_ids": [fields.Command.set(taxes.ids)],
-                    "flex_subscription_line_id": item.subscription_line_id.id,
-                    "flex_line_kind": "proration",
-                    "flex_period_start": item.period_start,
-                    "flex_period_end": item.period_end,
-                    "flex_change_item_id": item.id,
-                }
+                self._invoice_line_vals(
+                    "proration",
+                    product,
+                    item.name,
+                    1.0,
+                    sign * item.amount,
+                    self._product_income_account(product, journal),
+                    taxes,
+                    flex_subscription_line_id=item.subscription_line_id.id,
+                    flex_period_start=item.period_start,
+                    flex_period_end=item.period_end,
+                    flex_change_item_id=item.id,
+                )
             )
             lines_taxes.append(taxes)
         return lines_vals, lines_taxes
@@ -375,22 +372,11 @@ class FlexSubscription(models.Model):
         """Untaxed, tax and total of each item, with Odoo's own tax engine (as the
         invoice will compute them); amounts are ``Decimal`` rounded to the currency."""
         self.ensure_one()
-        AccountTax = self.env["account.tax"]
         currency = self.currency_id
-        base_lines = [
-            AccountTax._prepare_base_line_for_taxes_computation(
-                None,
-                product_id=item["product"],
-                tax_ids=self._product_taxes(item["product"]),
-                price_unit=float(item["amount"]),
-                quantity=1.0,
-                discount=0.0,
-                currency_id=currency,
-            )
+        base_lines = self._tax_base_lines(
+            (item["product"], self._product_taxes(item["product"]), float(item["amount"]), 1.0, 0.0)
             for item in items
-        ]
-        AccountTax._add_tax_details_in_base_lines(base_lines, self.company_id)
-        AccountTax._round_base_lines_tax_details(base_lines, self.company_id)
+        )
         result = []
         decimals = currency.decimal_places
         for item, base_line in zip(items, base_lines, strict=True):

@@ -366,21 +366,20 @@ class FlexSubscription(models.Model):
             invoice_qty, unit_price = 1.0, float(rated.amount)
         journal = journal_for(self)
         account, taxes = accounts_for(line, journal)
-        return {
-            "display_type": "product",
-            "product_id": product.id,
-            "product_uom_id": line.product_uom_id.id,
-            "name": label,
-            "quantity": invoice_qty,
-            "price_unit": unit_price,
-            "discount": line.discount,
-            "account_id": account.id,
-            "tax_ids": [fields.Command.set(taxes.ids)],
-            "flex_subscription_line_id": line.id,
-            "flex_period_start": window.start,
-            "flex_period_end": window.end - timedelta(days=1),
-            "flex_line_kind": "usage",
-        }
+        return self._invoice_line_vals(
+            "usage",
+            product,
+            label,
+            invoice_qty,
+            unit_price,
+            account,
+            taxes,
+            product_uom_id=line.product_uom_id.id,
+            discount=line.discount,
+            flex_subscription_line_id=line.id,
+            flex_period_start=window.start,
+            flex_period_end=window.end - timedelta(days=1),
+        )
 
     @api.model
     def _release_usage(self, move_lines):

@@ -138,3 +138,31 @@ class TestUsageRevenue(UsageCommon):
             [("company_id", "=", self.company.id), ("month", "=", date(2026, 2, 1))]
         )
         self.assertEqual((month.usage_revenue, month.mrr_end), (10.0, 10.0))
+
+
+@tagged("post_install", "-at_install")
+class TestMrrPriceVersions(FlexCommon):
+    def test_new_price_version_is_an_expansion_from_its_period(self):
+        plan = self._create_plan(name="Versioned")
+        for day, price in ((date(2020, 1, 1), 10.0), (date(2027, 2, 1), 12.0)):
+            self.env["flex.price"].create(
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "date_start": day,
+                    "price_unit": price,
+                }
+            )
+        sub = self._create_subscription(
+            plan=plan, start=date(2027, 1, 1), lines=[(self.product_seat, 5, None, 0.0)]
+        )
+        self._invoice(sub, date(2027, 1, 1))
+        self._invoice(sub, date(2027, 2, 1))
+        # 5 × 10.00 = 50.00 new on 1 January; 5 × 12.00 = 60.00 from 1 February: +10.00
+        moves = sub.mrr_movement_ids.sorted("date")
+        self.assertEqual(
+            [(m.date, m.kind, m.amount) for m in moves],
+            [(date(2027, 1, 1), "new", 50.0), (date(2027, 2, 1), "expansion", 10.0)],
+        )
+        self._invoice(sub, date(2027, 3, 1))
+        self.assertEqual(len(sub.mrr_movement_ids), 2)  # same price: nothing recorded
