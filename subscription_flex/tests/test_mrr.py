@@ -166,3 +166,21 @@ class TestMrrPriceVersions(FlexCommon):
         )
         self._invoice(sub, date(2027, 3, 1))
         self.assertEqual(len(sub.mrr_movement_ids), 2)  # same price: nothing recorded
+
+    def test_daily_sync_records_mrr_moved_outside_the_flows(self):
+        sub = self._create_subscription(
+            start=date(2027, 1, 1), lines=[(self.product_seat, 5, 10.0, 0.0)]
+        )
+        self.assertEqual(sub.mrr_movement_ids.mapped("amount"), [50.0])
+        # A script writes the line directly, bypassing changes: 5 -> 7 seats.
+        sub.line_ids.quantity = 7
+        synced = self.Subscription.with_context(flex_today=date(2027, 4, 2))._cron_sync_mrr()
+        # 7 × 10.00 = 70.00: +20.00, dated the day the sync saw it
+        self.assertEqual(
+            [(m.date, m.kind, m.amount) for m in synced & sub.mrr_movement_ids],
+            [(date(2027, 4, 2), "expansion", 20.0)],
+        )
+        self.assertFalse(
+            self.Subscription.with_context(flex_today=date(2027, 4, 3))._cron_sync_mrr()
+            & sub.mrr_movement_ids
+        )

@@ -135,7 +135,12 @@ class TestBatches(SepaCommon):
         self.assertEqual(mail.recipient_ids, self.a)
         self.assertIn("121.00", mail.subject)
         self.assertIn("03/08/2027", mail.subject)
-        for text in (self.mandate_a.reference, "DE98ZZZ09999999999", self._invoice("a").name):
+        for text in (
+            self.mandate_a.reference,
+            "DE98ZZZ09999999999",
+            self._invoice("a").name,
+            "DE02 **** 2051",  # the debited account, masked
+        ):
             self.assertIn(text, mail.body_html)
         self.assertTrue(self._invoice("a").flex_sepa_prenotified)
         self.assertEqual(len(batch.line_ids.prenotification_mail_id), 3)

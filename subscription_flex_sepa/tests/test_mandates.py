@@ -64,6 +64,21 @@ class TestMandates(SepaCommon):
         oneoff._register_debits(date(2027, 3, 8))
         self.assertEqual(oneoff.state, "closed")
 
+    def test_states(self):
+        partner, account = self._debtor("States", "at")
+        mandate = self._mandate(partner, account)
+        mandate.action_suspend()
+        self.assertEqual(mandate.state, "suspended")
+        mandate.action_validate()  # the customer sorted it out
+        self.assertEqual(mandate.state, "valid")
+        mandate.action_revoke()
+        self.assertEqual(mandate.state, "revoked")
+        with self.assertRaisesRegex(UserError, "Only draft or suspended"):
+            mandate.action_validate()
+        mandate.action_close()
+        self.assertEqual(mandate.state, "closed")
+        self.assertEqual(mandate._masked_iban(), "AT61 **** 3201")
+
     def test_expiry_after_36_months_without_collection(self):
         partner, account = self._debtor("Sleeper", "it")
         used = self._mandate(partner, account)
