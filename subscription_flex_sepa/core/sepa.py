@@ -104,7 +104,20 @@ def amount_in_cents(amount):
     return int(cents)
 
 
-def end_to_end_id(value):
-    """EndToEndId: at most 35 characters of the SEPA Latin set."""
+def end_to_end_id(value, retry=0):
+    """EndToEndId: at most 35 characters of the SEPA Latin set; the ``retry``-th new
+    debit of the same invoice ends in ``-R<retry>``."""
     cleaned = re.sub(r"[^A-Za-z0-9+?/\-:().,' ]", "-", value)
-    return cleaned[:35]
+    suffix = f"-R{retry}" if retry else ""
+    return cleaned[: 35 - len(suffix)] + suffix
+
+
+def add_business_days(day, count, calendar=TARGET2):
+    """The ``count``-th TARGET2 business day after ``day`` (returns are possible up to
+    D+5 business days in the Core scheme, D+2 in B2B)."""
+    for _ in range(count):
+        day = calendar.next_business_day(day)
+    return day
+
+
+RETURN_DAYS = {"CORE": 5, "B2B": 2}

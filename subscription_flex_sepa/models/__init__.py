@@ -5,3 +5,5 @@ from . import flex_subscription
 from . import flex_sepa_batch
 from . import account_move
 from . import account_payment_method
+from . import flex_sepa_return
+from . import flex_sepa_bank_file

@@ -1,10 +1,43 @@
-from odoo import fields, models
+from odoo import api, fields, models
+
+from ..core import sepa
+
+SEPA_RISKS = [
+    ("dispute", "Disputed"),
+    ("returned", "Returned, on hold"),
+    ("retry", "Returned, retried"),
+    ("unsettled", "Not settled after the return period"),
+    ("no_mandate", "Overdue, no valid mandate"),
+]
 
 
 class AccountMove(models.Model):
     _inherit = "account.move"
 
     flex_sepa_prenotified = fields.Boolean(string="Debit Pre-notified", copy=False, readonly=True)
+    flex_sepa_retry_date = fields.Date(
+        string="Debit Retry Not Before",
+        copy=False,
+        readonly=True,
+        help="After a returned debit, the next one is collected on this day at the earliest.",
+    )
+    flex_sepa_hold = fields.Selection(
+        [
+            ("mandate", "new mandate needed"),
+            ("dispute", "dispute"),
+            ("manual", "left to the accountant"),
+        ],
+        string="Direct Debit Hold",
+        copy=False,
+        tracking=True,
+        help="Not collected again until this is cleared (a new valid mandate clears "
+        "'new mandate needed').",
+    )
+    flex_sepa_return_ids = fields.One2many("flex.sepa.return", "invoice_id", string="Debit Returns")
+    flex_sepa_risk = fields.Selection(
+        SEPA_RISKS, string="Direct Debit Risk", copy=False, readonly=True, index=True
+    )
+    flex_sepa_risk_date = fields.Date(string="At Risk Since", copy=False, readonly=True)
 
     def _get_invoice_in_payment_state(self):
         """Community shows an invoice *Paid* as soon as a payment is reconciled with it;
@@ -14,3 +47,79 @@ class AccountMove(models.Model):
         if self.flex_subscription_id.payment_method == "sepa":
             return "in_payment"
         return super()._get_invoice_in_payment_state()
+
+    def action_flex_sepa_release(self):
+        """The accountant lets a held invoice be collected again."""
+        self.write({"flex_sepa_hold": False})
+        self._flex_sepa_update_risk()
+        return True
+
+    # ------------------------------------------------------------------ at risk
+
+    @api.model
+    def _flex_sepa_risk_domain(self):
+        return [
+            ("move_type", "=", "out_invoice"),
+            ("state", "=", "posted"),
+            ("flex_subscription_id.payment_method", "=", "sepa"),
+            "|",
+            ("payment_state", "in", ("not_paid", "partial", "in_payment")),
+            ("flex_sepa_risk", "!=", False),
+        ]
+
+    @api.model
+    def _flex_sepa_update_risk(self):
+        """Which direct-debit invoices are at risk, as of today: disputed, returned and
+        held, returned and retried, in process past the return period (D+5 TARGET2
+        business days Core, D+2 B2B), or overdue without a valid mandate."""
+        today = fields.Date.context_today(self)
+        invoices = self.search(self._flex_sepa_risk_domain())
+        if not invoices:
+            return invoices
+        last_line = {}
+        for line in self.env["flex.sepa.batch.line"].search(
+            [
+                ("invoice_id", "in", invoices.ids),
+                ("excluded", "=", False),
+                ("state", "!=", "draft"),
+            ],
+            order="id",
+        ):
+            last_line[line.invoice_id.id] = line
+        returned = set(
+            self.env["flex.sepa.return"].search([("invoice_id", "in", invoices.ids)]).invoice_id.ids
+        )
+        changed = self.browse()
+        for invoice in invoices:
+            risk = invoice._flex_sepa_risk(today, last_line.get(invoice.id), invoice.id in returned)
+            if risk != invoice.flex_sepa_risk:
+                invoice.flex_sepa_risk = risk
+                invoice.flex_sepa_risk_date = risk and today
+                changed |= invoice
+        return changed
+
+    def _flex_sepa_risk(self, today, line, returned):
+        self.ensure_one()
+        unpaid = self.payment_state in ("not_paid", "partial")
+        if unpaid and self.flex_sepa_hold == "dispute":
+            return "dispute"
+        if unpaid and self.flex_sepa_hold:
+            return "returned"
+        if returned and (unpaid or (line and line.state == "collected")):
+            return "retry"
+        if line and line.state == "collected":
+            days = sepa.RETURN_DAYS.get(line.mandate_id.scheme, 5)
+            if sepa.add_business_days(line.collection_date, days) < today:
+                return "unsettled"
+        if (
+            unpaid
+            and self.invoice_date_due
+            and self.invoice_date_due < today
+            and not self.flex_subscription_id.sepa_mandate_id
+        ):
+            return "no_mandate"
+        return False
+
+    @api.model
+    def _cron_flex_sepa_update_risk(self):
+        self._flex_sepa_update_risk()

@@ -141,6 +141,7 @@ class FlexSepaBatch(models.Model):
                 ("excluded", "=", False),
                 ("batch_id.state", "in", ("draft", "generated")),
                 ("batch_id", "!=", self.id),
+                ("state", "not in", ("returned", "rejected")),
                 "|",
                 ("payment_id", "=", False),
                 ("payment_id.state", "!=", "canceled"),
@@ -151,17 +152,34 @@ class FlexSepaBatch(models.Model):
             order="invoice_date_due, id",
         )
         today = fields.Date.context_today(self)
+        attempts = dict(
+            self.env["flex.sepa.batch.line"]._read_group(
+                [
+                    ("invoice_id", "in", invoices.ids),
+                    ("excluded", "=", False),
+                    ("state", "in", ("returned", "rejected")),
+                ],
+                ["invoice_id"],
+                ["__count"],
+            )
+        )
         self.with_context(active_test=False).line_ids.unlink()
         self.excluded_line_ids.unlink()
         self.env["flex.sepa.batch.line"]._insert_lines(
-            [self._prepare_line_vals(invoice, today) for invoice in invoices]
+            [
+                self._prepare_line_vals(invoice, today, attempts.get(invoice, 0))
+                for invoice in invoices
+            ]
         )
         self.invalidate_recordset(["line_ids", "excluded_line_ids"])
         for fname in ("debit_count", "control_sum"):
             self.env.add_to_compute(self._fields[fname], self)
         return True
 
-    def _prepare_line_vals(self, invoice, today):
+    def _prepare_line_vals(self, invoice, today, returned=0):
+        """``returned``: how many earlier debits of the invoice came back; a retry gets
+        its own EndToEndId (``INV/2027/00001-R1``), so the bank's answers to each debit
+        are told apart."""
         company = self.company_id
         mandate = invoice.flex_subscription_id.sepa_mandate_id
         vals = {
@@ -178,9 +196,11 @@ class FlexSepaBatch(models.Model):
             **vals,
             "sequence_type": mandate.next_sequence_type,
             "collection_date": sepa.collection_date(
-                invoice.invoice_date_due, today, company.flex_sepa_prenotification_days
+                max(invoice.invoice_date_due, invoice.flex_sepa_retry_date or today),
+                today,
+                company.flex_sepa_prenotification_days,
             ),
-            "end_to_end_id": sepa.end_to_end_id(invoice.name),
+            "end_to_end_id": sepa.end_to_end_id(invoice.name, returned),
             "amended_iban": mandate.amended_iban,
         }
 
@@ -193,6 +213,11 @@ class FlexSepaBatch(models.Model):
             )
         if invoice.amount_residual <= 0:
             return env._("Nothing to collect.")
+        if invoice.flex_sepa_hold:
+            hold = dict(invoice._fields["flex_sepa_hold"]._description_selection(env))
+            return env._(
+                "Held after a returned debit: %(hold)s.", hold=hold[invoice.flex_sepa_hold]
+            )
         if not mandate:
             return env._(
                 "No valid mandate for %(partner)s.", partner=invoice.commercial_partner_id.name
@@ -260,6 +285,11 @@ class FlexSepaBatch(models.Model):
             ) from error
         return xml
 
+    def _pmt_inf_id(self, sequence_type, day):
+        """PmtInfId of the block of one sequence type and collection date: batch-booked
+        credits on the bank statement name it."""
+        return f"{self.name}-{sequence_type}-{day}"[:35]
+
     def _finish_document(self, document, company):
         """What sepaxml leaves out: our identifiers (MsgId, PmtInfId: reconciliation of
         batch-booked credits finds them back), batch booking as the company says, and
@@ -272,7 +302,7 @@ class FlexSepaBatch(models.Model):
             day = pmt_inf.findtext("p:ReqdColltnDt", namespaces=ns) or pmt_inf.findtext(
                 "p:ReqdColltnDt/p:Dt", namespaces=ns
             )
-            pmt_inf.find("p:PmtInfId", ns).text = f"{self.name}-{seq}-{day}"[:35]
+            pmt_inf.find("p:PmtInfId", ns).text = self._pmt_inf_id(seq, day)
             pmt_inf.find("p:BtchBookg", ns).text = (
                 "true" if company.flex_sepa_batch_booking else "false"
             )
@@ -327,6 +357,15 @@ class FlexSepaBatch(models.Model):
                 }
             )
             self._create_payments(journal)
+            for line in self.line_ids:
+                line.write(
+                    {
+                        "state": "collected",
+                        "pmt_inf_id": self._pmt_inf_id(
+                            line.sequence_type, fields.Date.to_string(line.collection_date)
+                        ),
+                    }
+                )
             for day, lines in self.line_ids.grouped("collection_date").items():
                 lines.mandate_id._register_debits(day)
             self.line_ids._send_prenotification()
@@ -479,6 +518,23 @@ class FlexSepaBatchLine(models.Model):
     excluded = fields.Boolean(index=True)
     reason = fields.Char()
     payment_id = fields.Many2one("account.payment", readonly=True)
+    pmt_inf_id = fields.Char(string="PmtInfId", index=True, readonly=True)
+    state = fields.Selection(
+        [
+            ("draft", "To collect"),
+            ("collected", "In process"),
+            ("settled", "Settled"),
+            ("returned", "Returned"),
+            ("rejected", "Rejected"),
+        ],
+        default="draft",
+        index=True,
+        readonly=True,
+        help="In process: in a file sent to the bank, not settled yet. Settled: the bank "
+        "statement shows the credit. Returned/rejected: see the return.",
+    )
+    settled_date = fields.Date(readonly=True)
+    return_ids = fields.One2many("flex.sepa.return", "batch_line_id", string="Returns")
     prenotification_mail_id = fields.Many2one("mail.mail", readonly=True)
 
     @api.model

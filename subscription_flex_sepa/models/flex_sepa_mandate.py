@@ -161,6 +161,15 @@ class FlexSepaMandate(models.Model):
                     self.env._("Mandate %(ref)s needs its signature date.", ref=mandate.reference)
                 )
         self.write({"state": "valid"})
+        # A debit returned for want of a mandate (MD01, AC04...) waits for a new one.
+        held = self.env["account.move"].search(
+            [
+                ("flex_sepa_hold", "=", "mandate"),
+                ("commercial_partner_id", "in", self.partner_id.commercial_partner_id.ids),
+                ("payment_state", "in", ("not_paid", "partial")),
+            ]
+        )
+        held.write({"flex_sepa_hold": False})
         return True
 
     def action_suspend(self):

@@ -46,6 +46,26 @@ class ResCompany(models.Model):
         required=True,
     )
 
+    flex_sepa_fee_account_id = fields.Many2one(
+        "account.account",
+        string="Return Fees Account",
+        domain="[('account_type', 'in', ('expense', 'expense_direct_cost'))]",
+        help="Expense account of the fees banks charge on returned direct debits.",
+    )
+    flex_sepa_reinvoice_fee = fields.Boolean(
+        string="Re-invoice Return Fees",
+        help="Each returned debit's fee becomes an invoice of the customer's subscription.",
+    )
+    flex_sepa_fee_product_id = fields.Many2one(
+        "product.product", string="Return Fee Product", help="Product of re-invoiced fees."
+    )
+    flex_sepa_return_user_id = fields.Many2one(
+        "res.users",
+        string="Returns Handled By",
+        help="Accountant who gets the activities of returned debits (default: the user "
+        "who imports the bank file).",
+    )
+
     _sql_constraints = [
         (
             "flex_sepa_prenotification_days_positive",

@@ -21,3 +21,15 @@ class ResConfigSettings(models.TransientModel):
     flex_sepa_first_sequence = fields.Selection(
         related="company_id.flex_sepa_first_sequence", readonly=False
     )
+    flex_sepa_fee_account_id = fields.Many2one(
+        related="company_id.flex_sepa_fee_account_id", readonly=False
+    )
+    flex_sepa_reinvoice_fee = fields.Boolean(
+        related="company_id.flex_sepa_reinvoice_fee", readonly=False
+    )
+    flex_sepa_fee_product_id = fields.Many2one(
+        related="company_id.flex_sepa_fee_product_id", readonly=False
+    )
+    flex_sepa_return_user_id = fields.Many2one(
+        related="company_id.flex_sepa_return_user_id", readonly=False
+    )

@@ -1,0 +1,839 @@
+"""Bank files: pain.002 status reports, camt.054 notifications, camt.053 statements.
+
+``env["flex.sepa.bank.file"]._import_file(data, filename)`` reads one file (the wizard
+calls it) and, in one transaction:
+
+- refuses it whole when it is not a supported, schema-valid ISO 20022 message, is for an
+  account that is not a bank journal of the company, or was already imported (same
+  content): nothing is written;
+- books every camt entry once (its bank reference, ``AcctSvcrRef``, is unique per
+  journal: an entry a camt.054 already brought is not booked again from the camt.053)
+  as a statement line of the bank journal;
+- matches credits with the debits in process (batch booking: one credit per payment
+  information block; or one per transaction, by EndToEndId) and reconciles them, so the
+  invoices are paid; an amount that does not add up is left open with its reason;
+- matches rejects (pain.002) and returns (camt) with the original debit by EndToEndId,
+  undoes its payment, books the return and its fee on its own reconciled statement line,
+  and applies the reason code's policy (``flex.sepa.return``);
+- keeps every entry it could not match as an open statement line with the reason listed.
+"""
+
+import hashlib
+from collections import defaultdict
+from decimal import Decimal
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.fields import Command
+
+from ..core import bankfiles
+
+
+def _to_float(amount):
+    return float(amount) if amount is not None else 0.0
+
+
+class FlexSepaBankFile(models.Model):
+    _name = "flex.sepa.bank.file"
+    _description = "SEPA Bank File"
+    _inherit = ["mail.thread"]
+    _order = "id desc"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, readonly=True)
+    company_id = fields.Many2one(
+        "res.company", required=True, readonly=True, default=lambda self: self.env.company
+    )
+    message_type = fields.Char(string="Message", readonly=True)  # e.g. camt.053.001.08
+    message_id = fields.Char(string="Message Id", readonly=True)
+    checksum = fields.Char(readonly=True, index=True, copy=False)
+    attachment_id = fields.Many2one("ir.attachment", readonly=True)
+    journal_id = fields.Many2one("account.journal", readonly=True, check_company=True)
+    statement_id = fields.Many2one("account.bank.statement", readonly=True)
+    batch_id = fields.Many2one("flex.sepa.batch", string="Original Batch", readonly=True)
+    entry_ids = fields.One2many("flex.sepa.bank.entry", "file_id", string="Entries")
+    return_ids = fields.One2many("flex.sepa.return", compute="_compute_return_ids")
+    entry_count = fields.Integer(compute="_compute_counts", store=True)
+    matched_count = fields.Integer(compute="_compute_counts", store=True)
+    return_count = fields.Integer(compute="_compute_counts", store=True)
+    unmatched_count = fields.Integer(compute="_compute_counts", store=True)
+    duplicate_count = fields.Integer(compute="_compute_counts", store=True)
+
+    _sql_constraints = [
+        (
+            "checksum_company_unique",
+            "UNIQUE(company_id, checksum)",
+            "This bank file was already imported.",
+        ),
+    ]
+
+    @api.depends("entry_ids.state")
+    def _compute_counts(self):
+        for bank_file in self:
+            states = bank_file.entry_ids.mapped("state")
+            bank_file.entry_count = len(states)
+            bank_file.matched_count = states.count("matched")
+            bank_file.return_count = states.count("returned")
+            bank_file.unmatched_count = states.count("unmatched")
+            bank_file.duplicate_count = states.count("duplicate")
+
+    def _compute_return_ids(self):
+        for bank_file in self:
+            bank_file.return_ids = bank_file.entry_ids.return_ids
+
+    # ------------------------------------------------------------------ import
+
+    @api.model
+    def _import_file(self, data, filename=None):
+        """Import one bank file (bytes) for the current company; returns the
+        ``flex.sepa.bank.file``. Raises ``UserError`` and writes nothing when the file
+        cannot be imported whole."""
+        company = self.env.company
+        try:
+            message = bankfiles.parse(data)
+        except bankfiles.BankFileError as error:
+            raise UserError(self._error_message(error)) from error
+        checksum = hashlib.sha256(data).hexdigest()
+        known = self.search([("company_id", "=", company.id), ("checksum", "=", checksum)])
+        if known:
+            raise UserError(
+                self.env._(
+                    "This file was already imported as %(file)s on %(date)s: nothing to do.",
+                    file=known.name,
+                    date=fields.Date.to_string(known.create_date.date()),
+                )
+            )
+        # Two sessions importing the same file: the second waits here, then sees it.
+        self.env.cr.execute("SELECT pg_advisory_xact_lock(%s)", (int(checksum[:15], 16),))
+        if self.search_count([("company_id", "=", company.id), ("checksum", "=", checksum)]):
+            raise UserError(self.env._("This file was already imported: nothing to do."))
+        with self.env.cr.savepoint():
+            return self._import_message(message, data, checksum, filename)
+
+    def _import_message(self, message, data, checksum, filename):
+        company = self.env.company
+        bank_file = self.create(
+            {
+                "name": filename or message.msg_id or message.version,
+                "company_id": company.id,
+                "message_type": message.version,
+                "message_id": message.msg_id,
+                "checksum": checksum,
+            }
+        )
+        if message.kind == "pain.002":
+            bank_file._import_status_report(message)
+        else:
+            for statement in message.statements:
+                bank_file._import_statement(message, statement)
+        bank_file.attachment_id = self.env["ir.attachment"].create(
+            {
+                "name": filename or f"{message.msg_id}.xml",
+                "raw": data,
+                "mimetype": "application/xml",
+                "res_model": self._name,
+                "res_id": bank_file.id,
+            }
+        )
+        self.env["account.move"]._flex_sepa_update_risk()
+        return bank_file
+
+    def _error_message(self, error):
+        env = self.env
+        messages = {
+            "empty": env._("The file is empty."),
+            "too_large": env._("The file is too large (%(size)s bytes).", size=error.details),
+            "not_xml": env._(
+                "The file is not an XML file or is truncated: %(details)s", details=error.details
+            ),
+            "dtd": env._(
+                "The file declares a DTD or entities, which bank files never do: refused."
+            ),
+            "unsupported": env._(
+                "Unsupported message %(message)s: import camt.053 (001.02, 001.08), camt.054 "
+                "(001.02, 001.08) or pain.002 (001.03, 001.10) files.",
+                message=error.details,
+            ),
+            "schema": env._(
+                "The file does not follow the ISO 20022 schema: %(details)s",
+                details=error.details,
+            ),
+        }
+        return messages.get(error.code, error.code)
+
+    # ------------------------------------------------------------------ pain.002
+
+    def _import_status_report(self, message):
+        env = self.env
+        batch = env["flex.sepa.batch"].search(
+            [("name", "=", message.original_msg_id), ("company_id", "=", self.company_id.id)]
+        )
+        if not batch or batch.state != "generated":
+            raise UserError(
+                env._(
+                    "Status report on message %(msg)s: no direct debit batch of %(company)s "
+                    "was sent with that identifier.",
+                    msg=message.original_msg_id,
+                    company=self.company_id.name,
+                )
+            )
+        self.batch_id = batch
+        lines = batch.line_ids
+        by_e2e = {line.end_to_end_id: line for line in lines}
+        rejected = []  # (line, reason code, entry vals)
+        entries = []
+        group_rejected = message.group_status == "RJCT"
+        for block in message.payment_infos:
+            block_rejected = block.status == "RJCT"
+            if block_rejected and not block.transactions:
+                for line in lines.filtered(lambda ln, b=block: ln.pmt_inf_id == b.pmt_inf_id):
+                    rejected.append((line, block.reason, {"pmt_inf_id": block.pmt_inf_id}))
+                continue
+            for tx in block.transactions:
+                if tx.status != "RJCT" and not (block_rejected and not tx.status):
+                    continue
+                line = by_e2e.get(tx.end_to_end_id)
+                reason = tx.reason or block.reason or message.group_reason
+                vals = {
+                    "end_to_end_id": tx.end_to_end_id,
+                    "pmt_inf_id": block.pmt_inf_id,
+                    "amount": _to_float(tx.amount),
+                    "reason_code": reason,
+                }
+                if not line:
+                    entries.append(
+                        {
+                            **vals,
+                            "state": "unmatched",
+                            "reason": env._(
+                                "No debit with EndToEndId %(e2e)s in %(batch)s.",
+                                e2e=tx.end_to_end_id,
+                                batch=batch.name,
+                            ),
+                        }
+                    )
+                else:
+                    rejected.append((line, reason, vals))
+        if group_rejected and not message.payment_infos:
+            rejected = [(line, message.group_reason, {}) for line in lines]
+        today = fields.Date.context_today(self)
+        return_vals = []
+        for line, reason, vals in rejected:
+            entry_vals = {
+                "end_to_end_id": line.end_to_end_id,
+                "pmt_inf_id": line.pmt_inf_id,
+                "amount": line.amount,
+                "reason_code": reason,
+                **{k: v for k, v in vals.items() if v},
+            }
+            if line.state != "collected":
+                entries.append(
+                    {
+                        **entry_vals,
+                        "state": "unmatched",
+                        "reason": env._(
+                            "Debit %(e2e)s is %(state)s: a reject cannot apply to it.",
+                            e2e=line.end_to_end_id,
+                            state=line.state,
+                        ),
+                    }
+                )
+                continue
+            entries.append({**entry_vals, "state": "returned", "batch_line_ids": [line.id]})
+            return_vals.append(
+                {
+                    "batch_line_id": line.id,
+                    "return_type": "reject",
+                    "reason_code": reason or "OTHER",
+                    "date": message.created.date() if message.created else today,
+                    "amount": line.amount,
+                    "fee": 0.0,
+                }
+            )
+        records = self._create_entries(entries)
+        returned = records.filtered(lambda e: e.state == "returned")
+        for vals, entry in zip(return_vals, returned, strict=True):
+            vals["bank_entry_id"] = entry.id
+        returns = env["flex.sepa.return"]._create_from_bank(return_vals)
+        returns._reverse_rejected_payments()
+        # A batch credit waiting for these rejects (the bank credited the block without
+        # them) can be matched now.
+        env["flex.sepa.bank.entry"].search(
+            [
+                ("state", "=", "unmatched"),
+                ("company_id", "=", self.company_id.id),
+                ("pmt_inf_id", "in", list({line.pmt_inf_id for line, _r, _v in rejected})),
+            ]
+        )._rematch()
+
+    # ------------------------------------------------------------------ camt
+
+    def _journal_for(self, iban):
+        env = self.env
+        journal = env["account.journal"].search(
+            [
+                ("type", "=", "bank"),
+                ("company_id", "=", self.company_id.id),
+                ("bank_account_id.sanitized_acc_number", "=", iban),
+            ],
+            limit=1,
+        )
+        if journal:
+            return journal
+        # sudo: only to tell "another company's account" from "an unknown account"; no
+        # data of the other company is shown.
+        elsewhere = (
+            env["account.journal"]
+            .sudo()
+            .search_count([("bank_account_id.sanitized_acc_number", "=", iban)])
+        )
+        if elsewhere:
+            raise UserError(
+                env._(
+                    "The file is for account %(iban)s, which is not an account of %(company)s: "
+                    "import it in the company that owns it.",
+                    iban=iban,
+                    company=self.company_id.name,
+                )
+            )
+        raise UserError(
+            env._(
+                "No bank journal of %(company)s has the account %(iban)s of this file.",
+                company=self.company_id.name,
+                iban=iban,
+            )
+        )
+
+    def _import_statement(self, message, statement):
+        env = self.env
+        journal = self._journal_for(statement.iban)
+        currency = journal.currency_id or journal.company_id.currency_id
+        if statement.currency and statement.currency != currency.name:
+            raise UserError(
+                env._(
+                    "The file's account is in %(file)s, journal %(journal)s in %(currency)s.",
+                    file=statement.currency,
+                    journal=journal.name,
+                    currency=currency.name,
+                )
+            )
+        self.journal_id = journal
+        entries = [entry for entry in statement.entries if entry.status == "BOOK"]
+        keys = [self._entry_key(statement, entry) for entry in entries]
+        known = {
+            entry.key: entry
+            for entry in env["flex.sepa.bank.entry"].search(
+                [("journal_id", "=", journal.id), ("key", "in", keys), ("state", "!=", "duplicate")]
+            )
+        }
+        matcher = _Matcher(env, self.company_id)
+        entry_vals, plans = [], []
+        for entry, key in zip(entries, keys, strict=True):
+            vals = {
+                "key": key,
+                "journal_id": journal.id,
+                "date": entry.booking_date,
+                "amount": _to_float(entry.signed_amount),
+                "bank_ref": entry.ref or entry.entry_ref,
+                "pmt_inf_id": entry.batch_pmt_inf_id
+                or next((tx.pmt_inf_id for tx in entry.transactions if tx.pmt_inf_id), None),
+                "end_to_end_id": ", ".join(
+                    tx.end_to_end_id for tx in entry.transactions if tx.end_to_end_id
+                )[:255]
+                or False,
+                "reason_code": entry.return_reason,
+                "fee": _to_float(entry.total_fee),
+                "label": self._label(entry),
+            }
+            if key in known:
+                entry_vals.append(
+                    {
+                        **vals,
+                        "state": "duplicate",
+                        "reason": env._(
+                            "Already imported from %(file)s.", file=known[key].file_id.name
+                        ),
+                    }
+                )
+                plans.append(None)
+                continue
+            known[key] = env["flex.sepa.bank.entry"]  # twice in this very file
+            plan = matcher.match(entry)
+            entry_vals.append({**vals, **plan.entry_vals()})
+            plans.append(plan)
+        if message.kind == "camt.053":
+            self.statement_id = env["account.bank.statement"].create(
+                {
+                    "name": statement.identifier or message.msg_id,
+                    "journal_id": journal.id,
+                    "reference": self.name,
+                    "balance_start": _to_float(statement.opening),
+                    "balance_end_real": _to_float(statement.closing),
+                }
+            )
+        records = self._create_entries(entry_vals)
+        booked = [
+            (record, plan) for record, plan in zip(records, plans, strict=True) if plan is not None
+        ]
+        st_lines = env["account.bank.statement.line"].create(
+            [
+                plan.statement_line_vals(journal, self.statement_id, record)
+                for record, plan in booked
+            ]
+        )
+        for (record, _plan), st_line in zip(booked, st_lines, strict=True):
+            record.statement_line_id = st_line
+        _Plan.reconcile(
+            env, [(plan, st_line) for (_r, plan), st_line in zip(booked, st_lines, strict=True)]
+        )
+        for _record, plan in booked:
+            if plan.kind == "settlement":
+                plan.lines.write({"state": "settled", "settled_date": plan.entry.booking_date})
+        return_vals = []
+        for (record, plan), st_line in zip(booked, st_lines, strict=True):
+            for vals in plan.return_vals:
+                return_vals.append(
+                    {**vals, "statement_line_id": st_line.id, "bank_entry_id": record.id}
+                )
+        env["flex.sepa.return"]._create_from_bank(return_vals)
+
+    def _entry_key(self, statement, entry):
+        """The booking's identity on the account: the bank's reference, else what the
+        entry says about itself (two files reporting one booking give one key)."""
+        if entry.ref:
+            return f"ref:{entry.ref}"
+        refs = (
+            "|".join(tx.end_to_end_id or tx.info or "" for tx in entry.transactions)
+            or entry.batch_pmt_inf_id
+            or entry.info
+        )
+        return (
+            f"{entry.booking_date}|{'C' if entry.credit else 'D'}|{entry.amount}|"
+            f"{entry.entry_ref or ''}|{refs}"
+        )[:255]
+
+    def _label(self, entry):
+        if entry.batch_pmt_inf_id:
+            return f"SEPA DD {entry.batch_pmt_inf_id}"
+        parts = [entry.info] + [tx.info or tx.end_to_end_id or "" for tx in entry.transactions]
+        return " ".join(part for part in parts if part)[:250] or (entry.ref or "/")
+
+    def _create_entries(self, vals_list):
+        for vals in vals_list:
+            vals["file_id"] = self.id
+            vals["company_id"] = self.company_id.id
+            if vals.get("batch_line_ids"):
+                vals["batch_line_ids"] = [Command.set(vals["batch_line_ids"])]
+        return self.env["flex.sepa.bank.entry"].create(vals_list)
+
+    def action_open_entries(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.name,
+            "res_model": "flex.sepa.bank.entry",
+            "view_mode": "list,form",
+            "domain": [("file_id", "=", self.id)],
+        }
+
+
+class _Plan:
+    """What one camt entry becomes: a settlement of debits in process, a return of
+    debits, or an open statement line (unmatched, with a reason)."""
+
+    def __init__(self, entry, kind, lines=None, reason=None):
+        self.entry = entry
+        self.kind = kind  # settlement / return / unmatched
+        self.lines = lines
+        self.reason = reason
+        self.return_vals = []
+
+    def entry_vals(self):
+        if self.kind == "unmatched":
+            return {"state": "unmatched", "reason": self.reason}
+        return {
+            "state": "matched" if self.kind == "settlement" else "returned",
+            "batch_line_ids": self.lines.ids,
+        }
+
+    def _counterparts(self, journal):
+        """(account, partner, amount in the bank's view, label) of each counterpart."""
+        if self.kind == "settlement":
+            return [
+                (
+                    line.payment_id.outstanding_account_id,
+                    line.partner_id,
+                    line.amount,
+                    line.invoice_id.name,
+                )
+                for line in self.lines
+            ]
+        if self.kind == "return":
+            counterparts = [
+                (
+                    line.payment_id.destination_account_id,
+                    line.partner_id,
+                    -line.amount,
+                    line.invoice_id.name,
+                )
+                for line in self.lines
+            ]
+            fee = Decimal(self.entry.amount) - sum(Decimal(repr(ln.amount)) for ln in self.lines)
+            if fee:
+                company = journal.company_id
+                if not company.flex_sepa_fee_account_id:
+                    raise UserError(
+                        journal.env._(
+                            "Choose the account of bank fees on returned debits of %(company)s "
+                            "(Settings ▸ Invoicing ▸ SEPA Direct Debit).",
+                            company=company.name,
+                        )
+                    )
+                counterparts.append(
+                    (
+                        company.flex_sepa_fee_account_id,
+                        self.lines.partner_id[:1],
+                        -float(fee),
+                        journal.env._("Bank fee"),
+                    )
+                )
+            return counterparts
+        return []
+
+    def statement_line_vals(self, journal, statement, record):
+        entry = self.entry
+        amount = float(entry.signed_amount)
+        vals = {
+            "journal_id": journal.id,
+            "statement_id": statement.id,
+            "date": entry.booking_date,
+            "amount": amount,
+            "payment_ref": record.label,
+            "ref": entry.ref,
+            "partner_id": self.lines.partner_id.id
+            if self.lines and len(self.lines.partner_id) == 1
+            else False,
+        }
+        counterparts = self._counterparts(journal)
+        if not counterparts:
+            return vals  # an open line on the suspense account
+        company = journal.company_id
+        currency = journal.currency_id or company.currency_id
+
+        def balance(value):
+            if currency == company.currency_id:
+                return value
+            return currency._convert(value, company.currency_id, company, entry.booking_date)
+
+        liquidity_balance = balance(amount)
+        lines = [
+            {
+                "name": record.label,
+                "account_id": journal.default_account_id.id,
+                "partner_id": vals["partner_id"],
+                "currency_id": currency.id,
+                "amount_currency": amount,
+                "balance": liquidity_balance,
+            }
+        ]
+        remaining = liquidity_balance
+        for index, (account, partner, value, label) in enumerate(counterparts):
+            part = (
+                -remaining if index == len(counterparts) - 1 else -balance(value)
+            )  # the last one takes the rounding of the conversion
+            remaining += part
+            lines.append(
+                {
+                    "name": label,
+                    "account_id": account.id,
+                    "partner_id": partner.id,
+                    "currency_id": currency.id,
+                    "amount_currency": -value,
+                    "balance": part,
+                }
+            )
+        vals["line_ids"] = [Command.create(line) for line in lines]
+        return vals
+
+    @classmethod
+    def reconcile(cls, env, pairs):
+        """One reconciliation plan for every settlement and return of the file."""
+        plan = []
+        for item, st_line in pairs:
+            if item.kind == "unmatched":
+                continue
+            by_account_partner = defaultdict(lambda: env["account.move.line"])
+            for aml in st_line.move_id.line_ids:
+                by_account_partner[aml.account_id, aml.partner_id] |= aml
+            for line in item.lines:
+                payment = line.payment_id
+                if item.kind == "settlement":
+                    account = payment.outstanding_account_id
+                else:
+                    account = payment.destination_account_id
+                    # The payment no longer pays the invoice: the invoice is open again,
+                    # and the return's receivable line takes the payment's place.
+                    payment.move_id.line_ids.filtered(
+                        lambda aml, a=account: aml.account_id == a
+                    ).remove_move_reconcile()
+                mine = by_account_partner[account, line.partner_id].filtered(
+                    lambda aml, amount=line.amount: (
+                        not aml.reconciled
+                        and not aml.currency_id.compare_amounts(abs(aml.amount_currency), amount)
+                    )
+                )[:1]
+                theirs = payment.move_id.line_ids.filtered(
+                    lambda aml, a=account: aml.account_id == a and not aml.reconciled
+                )
+                if mine and theirs:
+                    plan.append(mine | theirs)
+                    by_account_partner[account, line.partner_id] -= mine
+        env["account.move.line"]._reconcile_plan(plan)
+
+
+class _Matcher:
+    """Finds the debits a camt entry is about, with the rules written once."""
+
+    def __init__(self, env, company):
+        self.env = env
+        self.company = company
+        lines = env["flex.sepa.batch.line"].search(
+            [
+                ("company_id", "=", company.id),
+                ("excluded", "=", False),
+                ("batch_id.state", "=", "generated"),
+                ("state", "in", ("collected", "settled")),
+            ]
+        )
+        self.by_e2e = {}
+        self.by_pmt_inf = defaultdict(lambda: env["flex.sepa.batch.line"])
+        for line in lines:
+            self.by_e2e[line.end_to_end_id] = line
+            self.by_pmt_inf[line.pmt_inf_id] |= line
+        self.used = {"settlement": set(), "return": set()}  # one of each per debit and file
+
+    def _lines_by_e2e(self, entry):
+        lines = self.env["flex.sepa.batch.line"]
+        missing = []
+        for tx in entry.transactions:
+            line = self.by_e2e.get(tx.end_to_end_id)
+            if line:
+                lines |= line
+            else:
+                missing.append(tx.end_to_end_id or "?")
+        return lines, missing
+
+    def match(self, entry):
+        env = self.env
+        with_e2e = [tx for tx in entry.transactions if tx.end_to_end_id]
+        if entry.credit:
+            if with_e2e:
+                lines, missing = self._lines_by_e2e(entry)
+                if missing:
+                    return _Plan(
+                        entry,
+                        "unmatched",
+                        reason=env._(
+                            "No direct debit in process with EndToEndId %(ids)s.",
+                            ids=", ".join(missing[:5]),
+                        ),
+                    )
+            elif entry.batch_pmt_inf_id:
+                lines = self.by_pmt_inf.get(entry.batch_pmt_inf_id, env["flex.sepa.batch.line"])
+                lines = lines.filtered(lambda line: line.state == "collected")
+                if not lines:
+                    return _Plan(
+                        entry,
+                        "unmatched",
+                        reason=env._(
+                            "No direct debit in process in payment information %(id)s.",
+                            id=entry.batch_pmt_inf_id,
+                        ),
+                    )
+            else:
+                return _Plan(
+                    entry,
+                    "unmatched",
+                    reason=env._(
+                        "Not a direct debit collection of ours (no EndToEndId, no PmtInfId)."
+                    ),
+                )
+            return self._settlement(entry, lines)
+        if with_e2e:
+            lines, missing = self._lines_by_e2e(entry)
+            if missing:
+                return _Plan(
+                    entry,
+                    "unmatched",
+                    reason=env._(
+                        "Return of an unknown debit: EndToEndId %(ids)s.",
+                        ids=", ".join(missing[:5]),
+                    ),
+                )
+            return self._return(entry, lines)
+        return _Plan(entry, "unmatched", reason=env._("Not a return of one of our debits."))
+
+    def _settlement(self, entry, lines):
+        env = self.env
+        done = lines.filtered(
+            lambda line: line.state != "collected" or line.id in self.used["settlement"]
+        )
+        if done:
+            return _Plan(
+                entry,
+                "unmatched",
+                reason=env._(
+                    "Debit %(e2e)s is already %(state)s.",
+                    e2e=done[0].end_to_end_id,
+                    state=done[0].state,
+                ),
+            )
+        expected = sum(Decimal(repr(line.amount)) for line in lines)
+        if expected != entry.amount:
+            return _Plan(
+                entry,
+                "unmatched",
+                reason=env._(
+                    "Amount %(amount)s does not match the %(count)s debits in process "
+                    "(%(expected)s): left for the accountant.",
+                    amount=f"{entry.amount:.2f}",
+                    count=len(lines),
+                    expected=f"{expected:.2f}",
+                ),
+            )
+        self.used["settlement"].update(lines.ids)
+        return _Plan(entry, "settlement", lines)
+
+    def _return(self, entry, lines):
+        env = self.env
+        done = lines.filtered(lambda line: line.id in self.used["return"])
+        if done:
+            return _Plan(
+                entry,
+                "unmatched",
+                reason=env._(
+                    "Debit %(e2e)s is returned twice in this file.", e2e=done[0].end_to_end_id
+                ),
+            )
+        originals = sum(Decimal(repr(line.amount)) for line in lines)
+        fee = entry.amount - originals
+        stated = entry.total_fee
+        by_line = {line.end_to_end_id: line for line in lines}
+        wrong = [
+            tx.end_to_end_id
+            for tx in entry.transactions
+            if tx.instructed_amount is not None
+            and tx.instructed_amount != Decimal(repr(by_line[tx.end_to_end_id].amount))
+        ]
+        if fee < 0 or (stated and stated != fee) or wrong:
+            return _Plan(
+                entry,
+                "unmatched",
+                reason=env._(
+                    "Return of %(amount)s does not match the debits %(ids)s (%(expected)s plus "
+                    "a fee of %(fee)s): left for the accountant.",
+                    amount=f"{entry.amount:.2f}",
+                    ids=", ".join(by_line),
+                    expected=f"{originals:.2f}",
+                    fee=f"{stated or fee:.2f}",
+                ),
+            )
+        self.used["return"].update(lines.ids)
+        plan = _Plan(entry, "return", lines)
+        reason_by_e2e = {tx.end_to_end_id: tx for tx in entry.transactions}
+        for index, line in enumerate(lines):
+            tx = reason_by_e2e.get(line.end_to_end_id)
+            code = (tx and tx.return_reason) or "OTHER"
+            plan.return_vals.append(
+                {
+                    "batch_line_id": line.id,
+                    "return_type": "refund" if code == "MD06" else "return",
+                    "reason_code": code,
+                    "bank_info": (tx and tx.return_info) or False,
+                    "date": entry.booking_date,
+                    "amount": line.amount,
+                    # The entry's fee goes with its first debit.
+                    "fee": float(fee) if index == 0 else 0.0,
+                }
+            )
+        return plan
+
+
+class FlexSepaBankEntry(models.Model):
+    _name = "flex.sepa.bank.entry"
+    _description = "SEPA Bank File Entry"
+    _order = "file_id desc, id"
+    _check_company_auto = True
+
+    file_id = fields.Many2one("flex.sepa.bank.file", required=True, ondelete="cascade", index=True)
+    company_id = fields.Many2one("res.company", required=True, index=True)
+    journal_id = fields.Many2one("account.journal", index=True)
+    currency_id = fields.Many2one(related="company_id.currency_id")
+    key = fields.Char(index=True, help="The booking's identity on the account.")
+    date = fields.Date()
+    amount = fields.Float(digits="Account")
+    fee = fields.Float(digits="Account")
+    bank_ref = fields.Char(string="Bank Reference")
+    pmt_inf_id = fields.Char(string="PmtInfId", index=True)
+    end_to_end_id = fields.Char(string="EndToEndId")
+    reason_code = fields.Char()
+    label = fields.Char()
+    state = fields.Selection(
+        [
+            ("matched", "Settled"),
+            ("returned", "Returned / rejected"),
+            ("unmatched", "Left open"),
+            ("duplicate", "Already imported"),
+        ],
+        required=True,
+        index=True,
+    )
+    reason = fields.Char(help="Why the entry was left open or skipped.")
+    statement_line_id = fields.Many2one("account.bank.statement.line", readonly=True)
+    batch_line_ids = fields.Many2many("flex.sepa.batch.line", string="Debits", readonly=True)
+    return_ids = fields.One2many("flex.sepa.return", "bank_entry_id")
+
+    def init(self):
+        # Each booking once per account, whatever the files and sessions: a second
+        # report of it is kept as "duplicate" (without a statement line).
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS flex_sepa_bank_entry_key_unique
+                ON flex_sepa_bank_entry (journal_id, key)
+             WHERE state != 'duplicate' AND journal_id IS NOT NULL
+            """
+        )
+
+    def _rematch(self):
+        """Entries left open whose debits can be matched now (a batch credit that waited
+        for the pain.002 of its rejects): their open statement line gets its counterparts
+        and is reconciled."""
+        for record in self.filtered(
+            lambda e: e.state == "unmatched" and e.statement_line_id and e.amount > 0
+        ):
+            st_line = record.statement_line_id
+            matcher = _Matcher(self.env, record.company_id)
+            entry = bankfiles.Entry(
+                index=0,
+                amount=Decimal(repr(record.amount)),
+                credit=True,
+                booking_date=record.date,
+                batch_pmt_inf_id=record.pmt_inf_id,
+            )
+            plan = matcher.match(entry)
+            if plan.kind != "settlement":
+                record.reason = plan.reason
+                continue
+            vals = plan.statement_line_vals(st_line.journal_id, st_line.statement_id, record)
+            st_line.move_id.with_context(force_delete=True, skip_readonly_check=True).write(
+                {"line_ids": [Command.clear()] + vals["line_ids"]}
+            )
+            _Plan.reconcile(self.env, [(plan, st_line)])
+            plan.lines.write({"state": "settled", "settled_date": record.date})
+            record.write(
+                {
+                    "state": "matched",
+                    "reason": False,
+                    "batch_line_ids": [Command.set(plan.lines.ids)],
+                }
+            )

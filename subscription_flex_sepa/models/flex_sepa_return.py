@@ -1,0 +1,364 @@
+"""Rejected and returned direct debits, and what to do about each reason code.
+
+A reject (pain.002, before settlement) and a return or refund (camt.053/054, after
+settlement) both give the invoice back to the customer: the collection's payment is
+undone (``rejected``), the invoice is open again, and the reason code's policy says what
+happens next: a bounded retry in a later batch, the mandate suspended (the customer is
+asked for a new one), a dispute, or the accountant decides."""
+
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+from ..core import bankfiles
+
+POLICY_ACTIONS = [
+    ("retry", "Retry in a later batch"),
+    ("suspend", "Suspend the mandate, ask for a new one"),
+    ("close", "Close the mandate"),
+    ("dispute", "Flag a dispute"),
+    ("manual", "Leave to the accountant"),
+]
+
+
+class FlexSepaReturnReason(models.Model):
+    _name = "flex.sepa.return.reason"
+    _description = "SEPA Return Reason Policy"
+    _order = "code"
+    _rec_name = "code"
+
+    code = fields.Char(required=True, help="ISO 20022 external status / return reason code")
+    name = fields.Char(string="Meaning", required=True, translate=True)
+    company_id = fields.Many2one(
+        "res.company", help="Leave empty for every company; a company's own policy wins."
+    )
+    action = fields.Selection(POLICY_ACTIONS, required=True, default="manual")
+    max_retries = fields.Integer(
+        default=2, help="Retries after which the accountant takes over (retry policy)."
+    )
+    retry_delay_days = fields.Integer(
+        default=5, help="A retry is collected no earlier than this many days after the return."
+    )
+    notify_customer = fields.Boolean(default=True, string="E-mail the Customer")
+    create_activity = fields.Boolean(
+        default=True,
+        string="Activity for the Accountant",
+        help="Retries only get one once their number is exhausted.",
+    )
+    active = fields.Boolean(default=True)
+
+    _sql_constraints = [
+        (
+            "code_company_unique",
+            "UNIQUE NULLS NOT DISTINCT (code, company_id)",
+            "One policy per reason code and company.",
+        ),
+        (
+            "retries_positive",
+            "CHECK (max_retries >= 0 AND retry_delay_days >= 0)",
+            "Retries and their delay cannot be negative.",
+        ),
+    ]
+
+    @api.depends("code", "name")
+    def _compute_display_name(self):
+        for reason in self:
+            reason.display_name = f"{reason.code} {reason.name or ''}".strip()
+
+    @api.model
+    def _for_codes(self, codes, company):
+        """``{code: policy}`` (the company's own first, then the shared one; an unknown
+        code gets the shared ``OTHER`` policy)."""
+        policies = self.search(
+            [("code", "in", [*codes, "OTHER"]), ("company_id", "in", [company.id, False])],
+            order="company_id",
+        )
+        by_code = {}
+        for policy in policies.sorted(lambda p: not p.company_id):
+            by_code.setdefault(policy.code, policy)
+        fallback = by_code.get("OTHER")
+        return {code: by_code.get(code, fallback) for code in codes}
+
+    @api.model
+    def _meaning(self, code):
+        return bankfiles.REASON_CODES.get(code, ("", ""))[0]
+
+
+class FlexSepaReturn(models.Model):
+    _name = "flex.sepa.return"
+    _description = "SEPA Direct Debit Return"
+    _inherit = ["mail.thread"]
+    _order = "date desc, id desc"
+    _check_company_auto = True
+
+    name = fields.Char(compute="_compute_name", store=True)
+    company_id = fields.Many2one("res.company", required=True, readonly=True, index=True)
+    currency_id = fields.Many2one(related="batch_line_id.currency_id")
+    return_type = fields.Selection(
+        [("reject", "Reject"), ("return", "Return"), ("refund", "Refund")],
+        string="Type",
+        required=True,
+        readonly=True,
+        help="Reject: refused before settlement (pain.002). Return: sent back by the debtor's "
+        "bank after settlement. Refund: the debtor asked for the money back (MD06).",
+    )
+    batch_line_id = fields.Many2one(
+        "flex.sepa.batch.line", string="Debit", required=True, readonly=True, index=True
+    )
+    batch_id = fields.Many2one(related="batch_line_id.batch_id", store=True)
+    invoice_id = fields.Many2one("account.move", required=True, readonly=True, index=True)
+    subscription_id = fields.Many2one(related="invoice_id.flex_subscription_id", store=True)
+    partner_id = fields.Many2one("res.partner", string="Debtor", readonly=True, index=True)
+    mandate_id = fields.Many2one("flex.sepa.mandate", readonly=True, index=True)
+    payment_id = fields.Many2one("account.payment", readonly=True)
+    end_to_end_id = fields.Char(string="EndToEndId", readonly=True, index=True)
+    reason_code = fields.Char(readonly=True)
+    reason_id = fields.Many2one("flex.sepa.return.reason", string="Policy", readonly=True)
+    reason = fields.Char(string="Meaning", readonly=True)
+    bank_info = fields.Char(string="Bank's Information", readonly=True)
+    date = fields.Date(required=True, readonly=True)
+    amount = fields.Monetary(readonly=True)
+    fee = fields.Monetary(string="Bank Fee", readonly=True)
+    fee_invoice_id = fields.Many2one("account.move", string="Fee Invoice", readonly=True)
+    statement_line_id = fields.Many2one(
+        "account.bank.statement.line", string="Bank Statement Line", readonly=True
+    )
+    bank_entry_id = fields.Many2one("flex.sepa.bank.entry", readonly=True)
+    action = fields.Selection(POLICY_ACTIONS, readonly=True)
+    outcome = fields.Char(readonly=True, help="What the policy did.")
+    retry_date = fields.Date(string="Retry Not Before", readonly=True)
+    mail_state = fields.Selection(
+        [("none", "Not sent"), ("pending", "To send"), ("sent", "Sent")],
+        default="none",
+        readonly=True,
+        index=True,
+    )
+
+    @api.depends("invoice_id.name", "reason_code")
+    def _compute_name(self):
+        for ret in self:
+            ret.name = f"{ret.invoice_id.name} {ret.reason_code or ''}".strip()
+
+    # ------------------------------------------------------------------ policies
+
+    @api.model
+    def _create_from_bank(self, vals_list):
+        """Record rejects/returns (``vals_list`` of prepared values with ``batch_line_id``,
+        ``return_type``, ``reason_code``, ``date``, ``amount``, ``fee``...), undo their
+        payments and apply each reason's policy. All in one go: the caller has already
+        booked the bank side."""
+        if not vals_list:
+            return self.browse()
+        lines = self.env["flex.sepa.batch.line"].browse([v["batch_line_id"] for v in vals_list])
+        company = lines.company_id[:1]
+        policies = self.env["flex.sepa.return.reason"]._for_codes(
+            {v["reason_code"] or "OTHER" for v in vals_list}, company
+        )
+        previous = dict(
+            self._read_group(
+                [("invoice_id", "in", lines.invoice_id.ids)], ["invoice_id"], ["__count"]
+            )
+        )
+        for vals, line in zip(vals_list, lines, strict=True):
+            policy = policies[vals["reason_code"] or "OTHER"]
+            vals.update(
+                {
+                    "company_id": line.company_id.id,
+                    "invoice_id": line.invoice_id.id,
+                    "partner_id": line.partner_id.id,
+                    "mandate_id": line.mandate_id.id,
+                    "payment_id": line.payment_id.id,
+                    "end_to_end_id": line.end_to_end_id,
+                    "reason_id": policy.id,
+                    "reason": vals.get("reason")
+                    or (policy.code == vals["reason_code"] and policy.name)
+                    or self.env["flex.sepa.return.reason"]._meaning(vals["reason_code"]),
+                    "action": policy.action,
+                }
+            )
+        returns = self.create(vals_list)
+        lines_state = {"reject": "rejected"}
+        for ret in returns:
+            ret.batch_line_id.state = lines_state.get(ret.return_type, "returned")
+        returns.payment_id.write({"state": "rejected"})
+        for ret in returns:
+            tries = previous.get(ret.invoice_id, 0) + 1
+            ret._apply_policy(tries)
+        returns._reinvoice_fees()
+        returns.filtered(lambda r: r.reason_id.notify_customer).mail_state = "pending"
+        if returns.filtered(lambda r: r.mail_state == "pending"):
+            self.env.ref("subscription_flex_sepa.ir_cron_flex_sepa_return_mail")._trigger()
+        return returns
+
+    def _apply_policy(self, tries):
+        """What the reason code says, for this return (``tries``: how many times this
+        invoice came back, this one included)."""
+        self.ensure_one()
+        env = self.env
+        policy = self.reason_id
+        invoice = self.invoice_id
+        mandate = self.mandate_id
+        action = policy.action
+        if action == "retry" and tries > policy.max_retries:
+            action = "manual"
+            self.outcome = env._("Returned %(tries)s times: no more automatic retry.", tries=tries)
+        if action == "retry":
+            self.retry_date = self.date + timedelta(days=policy.retry_delay_days)
+            invoice.write({"flex_sepa_retry_date": self.retry_date, "flex_sepa_hold": False})
+            self.outcome = env._(
+                "Retry %(try)s of %(max)s, collected on %(date)s at the earliest.",
+                **{"try": tries, "max": policy.max_retries, "date": self.retry_date},
+            )
+        elif action in ("suspend", "close"):
+            if action == "suspend":
+                mandate.action_suspend()
+            else:
+                mandate.action_close()
+            mandate.message_post(
+                body=env._(
+                    "%(type)s %(code)s (%(reason)s) of %(invoice)s: mandate %(state)s.",
+                    type=self._type_label(),
+                    code=self.reason_code,
+                    reason=self.reason,
+                    invoice=invoice.name,
+                    state=dict(mandate._fields["state"]._description_selection(env))[mandate.state],
+                )
+            )
+            invoice.flex_sepa_hold = "mandate"
+            self.outcome = env._(
+                "Mandate %(ref)s %(state)s; a new mandate is needed.",
+                ref=mandate.reference,
+                state=mandate.state,
+            )
+        elif action == "dispute":
+            invoice.flex_sepa_hold = "dispute"
+            self.outcome = env._("Dispute: no automatic retry.")
+        else:
+            invoice.flex_sepa_hold = "manual"
+            self.outcome = self.outcome or env._("Left to the accountant.")
+        if self.return_type == "reject" and self.batch_line_id.sequence_type == "FRST":
+            # The first debit never reached the debtor: the next one is a first one again.
+            other = self.env["flex.sepa.batch.line"].search_count(
+                [
+                    ("mandate_id", "=", mandate.id),
+                    ("state", "in", ("collected", "settled", "returned")),
+                ]
+            )
+            if not other:
+                mandate.first_debit_done = False
+        if policy.create_activity and (action != "retry"):
+            invoice.activity_schedule(
+                "mail.mail_activity_data_todo",
+                summary=env._(
+                    "Direct debit %(type)s: %(code)s",
+                    type=self._type_label(),
+                    code=self.reason_code,
+                ),
+                note=f"{self.reason} — {self.outcome}",
+                user_id=(self.company_id.flex_sepa_return_user_id or env.user).id,
+            )
+        invoice.message_post(
+            body=env._(
+                "Direct debit %(type)s on %(date)s: %(code)s %(reason)s. %(outcome)s",
+                type=self._type_label(),
+                date=self.date,
+                code=self.reason_code,
+                reason=self.reason,
+                outcome=self.outcome,
+            )
+        )
+
+    def _type_label(self):
+        return dict(self._fields["return_type"]._description_selection(self.env))[self.return_type]
+
+    def _reinvoice_fees(self):
+        """Per company choice, the bank fee becomes a customer invoice of the subscription
+        (collected with the next batch like any of its invoices)."""
+        to_invoice = self.filtered(
+            lambda r: r.fee > 0 and r.company_id.flex_sepa_reinvoice_fee and not r.fee_invoice_id
+        )
+        if not to_invoice:
+            return
+        vals_list = []
+        for ret in to_invoice:
+            product = ret.company_id.flex_sepa_fee_product_id
+            if not product:
+                raise UserError(
+                    self.env._(
+                        "Choose the product that re-invoices returned-debit fees of %(company)s.",
+                        company=ret.company_id.name,
+                    )
+                )
+            vals_list.append(
+                {
+                    "move_type": "out_invoice",
+                    "partner_id": ret.invoice_id.partner_id.id,
+                    "company_id": ret.company_id.id,
+                    "currency_id": ret.invoice_id.currency_id.id,
+                    "journal_id": ret.invoice_id.journal_id.id,
+                    "invoice_date": ret.date,
+                    "flex_subscription_id": ret.invoice_id.flex_subscription_id.id,
+                    "fiscal_position_id": ret.invoice_id.fiscal_position_id.id,
+                    "invoice_origin": ret.invoice_id.name,
+                    "invoice_line_ids": [
+                        fields.Command.create(
+                            {
+                                "product_id": product.id,
+                                "name": self.env._(
+                                    "Returned direct debit %(invoice)s (%(code)s): bank fee",
+                                    invoice=ret.invoice_id.name,
+                                    code=ret.reason_code,
+                                ),
+                                "quantity": 1,
+                                "price_unit": ret.fee,
+                            }
+                        )
+                    ],
+                }
+            )
+        invoices = self.env["account.move"].create(vals_list)
+        invoices.action_post()
+        for ret, invoice in zip(to_invoice, invoices, strict=True):
+            ret.fee_invoice_id = invoice
+
+    # ------------------------------------------------------------------ e-mails
+
+    @api.model
+    def _cron_send_mails(self, limit=200):
+        """Tell customers about their returned debits (the import only marks them, so a
+        file of 10,000 returns imports in one short transaction); at most ``limit`` per
+        call, the cron runner calls again for the rest."""
+        pending = self.search([("mail_state", "=", "pending")], limit=limit, order="id")
+        remaining = self.search_count([("mail_state", "=", "pending")]) - len(pending)
+        template = self.env.ref("subscription_flex_sepa.mail_template_sepa_return")
+        for ret in pending:
+            template.send_mail(
+                ret.id, force_send=False, email_layout_xmlid="mail.mail_notification_light"
+            )
+        pending.mail_state = "sent"
+        self.env["ir.cron"]._notify_progress(done=len(pending), remaining=remaining)
+        return pending
+
+    def _reverse_rejected_payments(self):
+        """A reject moved no money: each payment's entry is reversed (and reconciled with
+        it), the invoice is open again; nothing goes to the bank journal."""
+        rejects = self.filtered(lambda r: r.return_type == "reject" and r.payment_id.move_id)
+        if not rejects:
+            return
+        moves = self.env["account.move"].concat(*(r.payment_id.move_id for r in rejects))
+        moves.line_ids.filtered(lambda aml: aml.account_id.reconcile).remove_move_reconcile()
+        moves._reverse_moves(
+            [
+                {
+                    "date": ret.date,
+                    "ref": self.env._(
+                        "Rejected direct debit %(e2e)s (%(code)s)",
+                        e2e=ret.end_to_end_id,
+                        code=ret.reason_code,
+                    ),
+                }
+                for ret in rejects
+            ],
+            cancel=True,
+        )

@@ -1,0 +1,1 @@
+from . import flex_sepa_bank_file_import
