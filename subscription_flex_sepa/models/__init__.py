@@ -5,5 +5,6 @@ from . import flex_subscription
 from . import flex_sepa_batch
 from . import account_move
 from . import account_payment_method
+from . import flex_sepa_booking
 from . import flex_sepa_return
 from . import flex_sepa_bank_file

@@ -20,6 +20,7 @@ calls it) and, in one transaction:
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 
 from odoo import api, fields, models
@@ -326,7 +327,7 @@ class FlexSepaBankFile(models.Model):
                 [("journal_id", "=", journal.id), ("key", "in", keys), ("state", "!=", "duplicate")]
             )
         }
-        matcher = _Matcher(env, self.company_id)
+        matcher = _Matcher(env, self.company_id, entries)
         entry_vals, plans = [], []
         for entry, key in zip(entries, keys, strict=True):
             vals = {
@@ -375,20 +376,18 @@ class FlexSepaBankFile(models.Model):
         booked = [
             (record, plan) for record, plan in zip(records, plans, strict=True) if plan is not None
         ]
-        st_lines = env["account.bank.statement.line"].create(
-            [
-                plan.statement_line_vals(journal, self.statement_id, record)
-                for record, plan in booked
-            ]
+        st_lines = env["flex.sepa.booking"]._book_statement_lines(
+            journal,
+            self.statement_id,
+            [plan.booking_item(journal, record) for record, plan in booked],
         )
         for (record, _plan), st_line in zip(booked, st_lines, strict=True):
             record.statement_line_id = st_line
         _Plan.reconcile(
-            env, [(plan, st_line) for (_r, plan), st_line in zip(booked, st_lines, strict=True)]
+            env,
+            [(plan, st_line.id) for (_r, plan), st_line in zip(booked, st_lines, strict=True)],
         )
-        for _record, plan in booked:
-            if plan.kind == "settlement":
-                plan.lines.write({"state": "settled", "settled_date": plan.entry.booking_date})
+        self._mark_settled([plan for _r, plan in booked if plan.kind == "settlement"])
         return_vals = []
         for (record, plan), st_line in zip(booked, st_lines, strict=True):
             for vals in plan.return_vals:
@@ -396,6 +395,15 @@ class FlexSepaBankFile(models.Model):
                     {**vals, "statement_line_id": st_line.id, "bank_entry_id": record.id}
                 )
         env["flex.sepa.return"]._create_from_bank(return_vals)
+
+    def _mark_settled(self, plans):
+        by_date = defaultdict(list)
+        for plan in plans:
+            by_date[plan.entry.booking_date].extend(plan.line_ids)
+        for day, ids in by_date.items():
+            self.env["flex.sepa.batch.line"].browse(ids).write(
+                {"state": "settled", "settled_date": day}
+            )
 
     def _entry_key(self, statement, entry):
         """The booking's identity on the account: the bank's reference, else what the
@@ -437,198 +445,222 @@ class FlexSepaBankFile(models.Model):
         }
 
 
+@dataclass
+class _Debit:
+    """A collected debit as the matching needs it (read in one query per file)."""
+
+    id: int
+    end_to_end_id: str
+    pmt_inf_id: str
+    state: str
+    amount: Decimal
+    partner_id: int
+    invoice_name: str
+    payment_id: int
+    outstanding_account_id: int
+    receivable_account_id: int
+    outstanding_line_id: int
+    receivable_line_id: int
+
+
 class _Plan:
     """What one camt entry becomes: a settlement of debits in process, a return of
     debits, or an open statement line (unmatched, with a reason)."""
 
-    def __init__(self, entry, kind, lines=None, reason=None):
+    def __init__(self, entry, kind, debits=(), reason=None):
         self.entry = entry
         self.kind = kind  # settlement / return / unmatched
-        self.lines = lines
+        self.debits = list(debits)
         self.reason = reason
         self.return_vals = []
+
+    @property
+    def line_ids(self):
+        return [debit.id for debit in self.debits]
 
     def entry_vals(self):
         if self.kind == "unmatched":
             return {"state": "unmatched", "reason": self.reason}
         return {
             "state": "matched" if self.kind == "settlement" else "returned",
-            "batch_line_ids": self.lines.ids,
+            "batch_line_ids": self.line_ids,
         }
 
     def _counterparts(self, journal):
         """(account, partner, amount in the bank's view, label) of each counterpart."""
         if self.kind == "settlement":
             return [
-                (
-                    line.payment_id.outstanding_account_id,
-                    line.partner_id,
-                    line.amount,
-                    line.invoice_id.name,
-                )
-                for line in self.lines
+                (d.outstanding_account_id, d.partner_id, d.amount, d.invoice_name)
+                for d in self.debits
             ]
-        if self.kind == "return":
-            counterparts = [
-                (
-                    line.payment_id.destination_account_id,
-                    line.partner_id,
-                    -line.amount,
-                    line.invoice_id.name,
-                )
-                for line in self.lines
-            ]
-            fee = Decimal(self.entry.amount) - sum(Decimal(repr(ln.amount)) for ln in self.lines)
-            if fee:
-                company = journal.company_id
-                if not company.flex_sepa_fee_account_id:
-                    raise UserError(
-                        journal.env._(
-                            "Choose the account of bank fees on returned debits of %(company)s "
-                            "(Settings ▸ Invoicing ▸ SEPA Direct Debit).",
-                            company=company.name,
-                        )
-                    )
-                counterparts.append(
-                    (
-                        company.flex_sepa_fee_account_id,
-                        self.lines.partner_id[:1],
-                        -float(fee),
-                        journal.env._("Bank fee"),
+        if self.kind != "return":
+            return []
+        counterparts = [
+            (d.receivable_account_id, d.partner_id, -d.amount, d.invoice_name) for d in self.debits
+        ]
+        fee = self.entry.amount - sum((d.amount for d in self.debits), Decimal(0))
+        if fee:
+            company = journal.company_id
+            if not company.flex_sepa_fee_account_id:
+                raise UserError(
+                    journal.env._(
+                        "Choose the account of bank fees on returned debits of %(company)s "
+                        "(Settings ▸ Invoicing ▸ SEPA Direct Debit).",
+                        company=company.name,
                     )
                 )
-            return counterparts
-        return []
+            counterparts.append(
+                (
+                    company.flex_sepa_fee_account_id.id,
+                    self.debits[0].partner_id,
+                    -fee,
+                    journal.env._("Bank fee"),
+                )
+            )
+        return counterparts
 
-    def statement_line_vals(self, journal, statement, record):
+    def booking_item(self, journal, record):
+        """The statement line of the entry, for ``flex.sepa.booking``."""
         entry = self.entry
         amount = float(entry.signed_amount)
-        vals = {
-            "journal_id": journal.id,
-            "statement_id": statement.id,
+        partners = {d.partner_id for d in self.debits}
+        item = {
             "date": entry.booking_date,
             "amount": amount,
             "payment_ref": record.label,
-            "ref": entry.ref,
-            "partner_id": self.lines.partner_id.id
-            if self.lines and len(self.lines.partner_id) == 1
-            else False,
+            "ref": entry.ref or False,
+            "partner_id": partners.pop() if len(partners) == 1 else False,
+            "counterparts": None,
         }
         counterparts = self._counterparts(journal)
         if not counterparts:
-            return vals  # an open line on the suspense account
+            return item  # an open line on the suspense account
         company = journal.company_id
         currency = journal.currency_id or company.currency_id
 
         def balance(value):
+            value = float(value)
             if currency == company.currency_id:
                 return value
             return currency._convert(value, company.currency_id, company, entry.booking_date)
 
-        liquidity_balance = balance(amount)
-        lines = [
-            {
-                "name": record.label,
-                "account_id": journal.default_account_id.id,
-                "partner_id": vals["partner_id"],
-                "currency_id": currency.id,
-                "amount_currency": amount,
-                "balance": liquidity_balance,
-            }
-        ]
-        remaining = liquidity_balance
-        for index, (account, partner, value, label) in enumerate(counterparts):
-            part = (
-                -remaining if index == len(counterparts) - 1 else -balance(value)
-            )  # the last one takes the rounding of the conversion
+        item["balance"] = remaining = balance(amount)
+        item["counterparts"] = []
+        for index, (account_id, partner_id, value, label) in enumerate(counterparts):
+            # The last one takes the rounding of the conversion.
+            part = -remaining if index == len(counterparts) - 1 else -balance(value)
             remaining += part
-            lines.append(
-                {
-                    "name": label,
-                    "account_id": account.id,
-                    "partner_id": partner.id,
-                    "currency_id": currency.id,
-                    "amount_currency": -value,
-                    "balance": part,
-                }
-            )
-        vals["line_ids"] = [Command.create(line) for line in lines]
-        return vals
+            item["counterparts"].append((account_id, partner_id, -float(value), part, label))
+        return item
 
     @classmethod
     def reconcile(cls, env, pairs):
-        """One reconciliation plan for every settlement and return of the file."""
-        plan = []
-        for item, st_line in pairs:
-            if item.kind == "unmatched":
-                continue
-            by_account_partner = defaultdict(lambda: env["account.move.line"])
-            for aml in st_line.move_id.line_ids:
-                by_account_partner[aml.account_id, aml.partner_id] |= aml
-            for line in item.lines:
-                payment = line.payment_id
-                if item.kind == "settlement":
-                    account = payment.outstanding_account_id
+        """Reconcile every settlement and return of the file with its payments:
+        settlements on the outstanding receipts account (the payments become paid), returns
+        on the receivable (the payment no longer pays the invoice, which is open again)."""
+        items = [(plan, st_line_id) for plan, st_line_id in pairs if plan.kind != "unmatched"]
+        if not items:
+            return
+        returned = [
+            d.receivable_line_id
+            for plan, _st in items
+            if plan.kind == "return"
+            for d in plan.debits
+        ]
+        if returned:
+            env["account.move.line"].browse(returned).remove_move_reconcile()
+        env.flush_all()
+        env.cr.execute(
+            """
+            SELECT aml.id, st.id, aml.account_id, aml.partner_id, aml.amount_currency
+              FROM account_move_line aml
+              JOIN account_bank_statement_line st ON st.move_id = aml.move_id
+             WHERE st.id = ANY(%s)
+             ORDER BY aml.id
+            """,
+            [[st_line_id for _plan, st_line_id in items]],
+        )
+        mine_by_key = defaultdict(list)
+        for aml_id, st_line_id, account_id, partner_id, amount_currency in env.cr.fetchall():
+            key = (st_line_id, account_id, partner_id, round(abs(amount_currency), 2))
+            mine_by_key[key].append(aml_id)
+        to_reconcile = []
+        for plan, st_line_id in items:
+            for debit in plan.debits:
+                if plan.kind == "settlement":
+                    account, theirs = debit.outstanding_account_id, debit.outstanding_line_id
                 else:
-                    account = payment.destination_account_id
-                    # The payment no longer pays the invoice: the invoice is open again,
-                    # and the return's receivable line takes the payment's place.
-                    payment.move_id.line_ids.filtered(
-                        lambda aml, a=account: aml.account_id == a
-                    ).remove_move_reconcile()
-                mine = by_account_partner[account, line.partner_id].filtered(
-                    lambda aml, amount=line.amount: (
-                        not aml.reconciled
-                        and not aml.currency_id.compare_amounts(abs(aml.amount_currency), amount)
-                    )
-                )[:1]
-                theirs = payment.move_id.line_ids.filtered(
-                    lambda aml, a=account: aml.account_id == a and not aml.reconciled
-                )
-                if mine and theirs:
-                    plan.append(mine | theirs)
-                    by_account_partner[account, line.partner_id] -= mine
-        env["account.move.line"]._reconcile_plan(plan)
+                    account, theirs = debit.receivable_account_id, debit.receivable_line_id
+                key = (st_line_id, account, debit.partner_id, round(float(debit.amount), 2))
+                if mine_by_key[key] and theirs:
+                    mine = mine_by_key[key].pop(0)
+                    # Settlement: the payment's outstanding debit against the bank's credit;
+                    # return: the bank's receivable debit against the payment's credit.
+                    pair = (theirs, mine) if plan.kind == "settlement" else (mine, theirs)
+                    to_reconcile.append(pair)
+        env["flex.sepa.booking"]._reconcile_pairs(to_reconcile)
 
 
 class _Matcher:
     """Finds the debits a camt entry is about, with the rules written once."""
 
-    def __init__(self, env, company):
+    def __init__(self, env, company, entries):
         self.env = env
         self.company = company
-        lines = env["flex.sepa.batch.line"].search(
-            [
-                ("company_id", "=", company.id),
-                ("excluded", "=", False),
-                ("batch_id.state", "=", "generated"),
-                ("state", "in", ("collected", "settled")),
-            ]
+        e2e_ids = {tx.end_to_end_id for e in entries for tx in e.transactions if tx.end_to_end_id}
+        pmt_inf_ids = {e.batch_pmt_inf_id for e in entries if e.batch_pmt_inf_id}
+        env.flush_all()
+        # One query for the debits of the whole file (the ORM would read them line by
+        # line through payments, invoices and their journal items).
+        env.cr.execute(
+            """
+            SELECT l.id, l.end_to_end_id, l.pmt_inf_id, l.state, l.amount, l.partner_id,
+                   inv.name, l.payment_id, pay.outstanding_account_id,
+                   pay.destination_account_id,
+                   (SELECT aml.id FROM account_move_line aml
+                     WHERE aml.move_id = pay.move_id
+                       AND aml.account_id = pay.outstanding_account_id
+                     ORDER BY aml.id LIMIT 1),
+                   (SELECT aml.id FROM account_move_line aml
+                     WHERE aml.move_id = pay.move_id
+                       AND aml.account_id = pay.destination_account_id
+                     ORDER BY aml.id LIMIT 1)
+              FROM flex_sepa_batch_line l
+              JOIN flex_sepa_batch b ON b.id = l.batch_id AND b.state = 'generated'
+              JOIN account_move inv ON inv.id = l.invoice_id
+              JOIN account_payment pay ON pay.id = l.payment_id
+             WHERE l.company_id = %s AND NOT l.excluded
+               AND l.state IN ('collected', 'settled')
+               AND (l.end_to_end_id = ANY(%s) OR l.pmt_inf_id = ANY(%s))
+             ORDER BY l.id
+            """,
+            [company.id, list(e2e_ids), list(pmt_inf_ids)],
         )
         self.by_e2e = {}
-        self.by_pmt_inf = defaultdict(lambda: env["flex.sepa.batch.line"])
-        for line in lines:
-            self.by_e2e[line.end_to_end_id] = line
-            self.by_pmt_inf[line.pmt_inf_id] |= line
+        self.by_pmt_inf = defaultdict(list)
+        for row in env.cr.fetchall():
+            debit = _Debit(*row)
+            debit.amount = Decimal(repr(debit.amount))
+            self.by_e2e[debit.end_to_end_id] = debit
+            self.by_pmt_inf[debit.pmt_inf_id].append(debit)
         self.used = {"settlement": set(), "return": set()}  # one of each per debit and file
 
-    def _lines_by_e2e(self, entry):
-        lines = self.env["flex.sepa.batch.line"]
-        missing = []
+    def _debits_by_e2e(self, entry):
+        debits, missing = [], []
         for tx in entry.transactions:
-            line = self.by_e2e.get(tx.end_to_end_id)
-            if line:
-                lines |= line
+            debit = self.by_e2e.get(tx.end_to_end_id)
+            if debit:
+                debits.append(debit)
             else:
                 missing.append(tx.end_to_end_id or "?")
-        return lines, missing
+        return debits, missing
 
     def match(self, entry):
         env = self.env
         with_e2e = [tx for tx in entry.transactions if tx.end_to_end_id]
         if entry.credit:
             if with_e2e:
-                lines, missing = self._lines_by_e2e(entry)
+                debits, missing = self._debits_by_e2e(entry)
                 if missing:
                     return _Plan(
                         entry,
@@ -639,9 +671,12 @@ class _Matcher:
                         ),
                     )
             elif entry.batch_pmt_inf_id:
-                lines = self.by_pmt_inf.get(entry.batch_pmt_inf_id, env["flex.sepa.batch.line"])
-                lines = lines.filtered(lambda line: line.state == "collected")
-                if not lines:
+                debits = [
+                    d
+                    for d in self.by_pmt_inf.get(entry.batch_pmt_inf_id, [])
+                    if d.state == "collected"
+                ]
+                if not debits:
                     return _Plan(
                         entry,
                         "unmatched",
@@ -658,9 +693,9 @@ class _Matcher:
                         "Not a direct debit collection of ours (no EndToEndId, no PmtInfId)."
                     ),
                 )
-            return self._settlement(entry, lines)
+            return self._settlement(entry, debits)
         if with_e2e:
-            lines, missing = self._lines_by_e2e(entry)
+            debits, missing = self._debits_by_e2e(entry)
             if missing:
                 return _Plan(
                     entry,
@@ -670,14 +705,12 @@ class _Matcher:
                         ids=", ".join(missing[:5]),
                     ),
                 )
-            return self._return(entry, lines)
+            return self._return(entry, debits)
         return _Plan(entry, "unmatched", reason=env._("Not a return of one of our debits."))
 
-    def _settlement(self, entry, lines):
+    def _settlement(self, entry, debits):
         env = self.env
-        done = lines.filtered(
-            lambda line: line.state != "collected" or line.id in self.used["settlement"]
-        )
+        done = [d for d in debits if d.state != "collected" or d.id in self.used["settlement"]]
         if done:
             return _Plan(
                 entry,
@@ -688,7 +721,7 @@ class _Matcher:
                     state=done[0].state,
                 ),
             )
-        expected = sum(Decimal(repr(line.amount)) for line in lines)
+        expected = sum((d.amount for d in debits), Decimal(0))
         if expected != entry.amount:
             return _Plan(
                 entry,
@@ -697,16 +730,16 @@ class _Matcher:
                     "Amount %(amount)s does not match the %(count)s debits in process "
                     "(%(expected)s): left for the accountant.",
                     amount=f"{entry.amount:.2f}",
-                    count=len(lines),
+                    count=len(debits),
                     expected=f"{expected:.2f}",
                 ),
             )
-        self.used["settlement"].update(lines.ids)
-        return _Plan(entry, "settlement", lines)
+        self.used["settlement"].update(d.id for d in debits)
+        return _Plan(entry, "settlement", debits)
 
-    def _return(self, entry, lines):
+    def _return(self, entry, debits):
         env = self.env
-        done = lines.filtered(lambda line: line.id in self.used["return"])
+        done = [d for d in debits if d.id in self.used["return"]]
         if done:
             return _Plan(
                 entry,
@@ -715,15 +748,15 @@ class _Matcher:
                     "Debit %(e2e)s is returned twice in this file.", e2e=done[0].end_to_end_id
                 ),
             )
-        originals = sum(Decimal(repr(line.amount)) for line in lines)
+        originals = sum((d.amount for d in debits), Decimal(0))
         fee = entry.amount - originals
         stated = entry.total_fee
-        by_line = {line.end_to_end_id: line for line in lines}
+        by_e2e = {d.end_to_end_id: d for d in debits}
         wrong = [
             tx.end_to_end_id
             for tx in entry.transactions
             if tx.instructed_amount is not None
-            and tx.instructed_amount != Decimal(repr(by_line[tx.end_to_end_id].amount))
+            and tx.instructed_amount != by_e2e[tx.end_to_end_id].amount
         ]
         if fee < 0 or (stated and stated != fee) or wrong:
             return _Plan(
@@ -733,25 +766,25 @@ class _Matcher:
                     "Return of %(amount)s does not match the debits %(ids)s (%(expected)s plus "
                     "a fee of %(fee)s): left for the accountant.",
                     amount=f"{entry.amount:.2f}",
-                    ids=", ".join(by_line),
+                    ids=", ".join(by_e2e),
                     expected=f"{originals:.2f}",
                     fee=f"{stated or fee:.2f}",
                 ),
             )
-        self.used["return"].update(lines.ids)
-        plan = _Plan(entry, "return", lines)
-        reason_by_e2e = {tx.end_to_end_id: tx for tx in entry.transactions}
-        for index, line in enumerate(lines):
-            tx = reason_by_e2e.get(line.end_to_end_id)
+        self.used["return"].update(d.id for d in debits)
+        plan = _Plan(entry, "return", debits)
+        tx_by_e2e = {tx.end_to_end_id: tx for tx in entry.transactions}
+        for index, debit in enumerate(debits):
+            tx = tx_by_e2e.get(debit.end_to_end_id)
             code = (tx and tx.return_reason) or "OTHER"
             plan.return_vals.append(
                 {
-                    "batch_line_id": line.id,
+                    "batch_line_id": debit.id,
                     "return_type": "refund" if code == "MD06" else "return",
                     "reason_code": code,
                     "bank_info": (tx and tx.return_info) or False,
                     "date": entry.booking_date,
-                    "amount": line.amount,
+                    "amount": float(debit.amount),
                     # The entry's fee goes with its first debit.
                     "fee": float(fee) if index == 0 else 0.0,
                 }
@@ -812,28 +845,41 @@ class FlexSepaBankEntry(models.Model):
             lambda e: e.state == "unmatched" and e.statement_line_id and e.amount > 0
         ):
             st_line = record.statement_line_id
-            matcher = _Matcher(self.env, record.company_id)
             entry = bankfiles.Entry(
                 index=0,
                 amount=Decimal(repr(record.amount)),
                 credit=True,
                 booking_date=record.date,
                 batch_pmt_inf_id=record.pmt_inf_id,
+                transactions=[
+                    bankfiles.Transaction(end_to_end_id=e2e)
+                    for e2e in (record.end_to_end_id or "").split(", ")
+                    if e2e
+                ],
             )
-            plan = matcher.match(entry)
+            plan = _Matcher(self.env, record.company_id, [entry]).match(entry)
             if plan.kind != "settlement":
                 record.reason = plan.reason
                 continue
-            vals = plan.statement_line_vals(st_line.journal_id, st_line.statement_id, record)
+            journal = st_line.journal_id
+            booking = self.env["flex.sepa.booking"]
+            item = plan.booking_item(journal, record)
+            currency = journal.currency_id or journal.company_id.currency_id
             st_line.move_id.with_context(force_delete=True, skip_readonly_check=True).write(
-                {"line_ids": [Command.clear()] + vals["line_ids"]}
+                {
+                    "line_ids": [Command.clear()]
+                    + [
+                        Command.create(vals)
+                        for vals in booking._move_line_values(journal, item, currency)
+                    ]
+                }
             )
-            _Plan.reconcile(self.env, [(plan, st_line)])
-            plan.lines.write({"state": "settled", "settled_date": record.date})
+            _Plan.reconcile(self.env, [(plan, st_line.id)])
+            record.file_id._mark_settled([plan])
             record.write(
                 {
                     "state": "matched",
                     "reason": False,
-                    "batch_line_ids": [Command.set(plan.lines.ids)],
+                    "batch_line_ids": [Command.set(plan.line_ids)],
                 }
             )

@@ -1,0 +1,415 @@
+"""Bank journal bookings for whole bank files, fast.
+
+Odoo books a statement line in 13-20 ms on these machines (its move, the sequence
+number, the analytic distribution, the line synchronisation), and reconciles a pair of
+journal items in about 5 ms: a camt.053 of 10,000 entries would take minutes. A bank file
+only ever books the same simple shape (one liquidity item, counterparts of known
+accounts, partners and amounts, no tax, no analytic) and reconciles exact pairs (the
+same amount, currency and account), so both are written here in a few statements per
+file (SQL, parameterised), then Odoo's own computes fill every derived field in batch.
+
+The first statement line of each month is still created by the ORM: it takes the next
+number of the journal's sequence (with Odoo's lock on it) and tells the format the others
+continue. ``test_bank_booking`` checks that a line booked here and one booked by the ORM
+for the same entry are the same, column by column, and so are their reconciliations.
+"""
+
+from collections import defaultdict
+
+from psycopg2.extras import execute_values
+
+from odoo import api, models
+from odoo.fields import Command
+
+MAX_INT = 2147483647
+
+
+class FlexSepaBooking(models.AbstractModel):
+    _name = "flex.sepa.booking"
+    _description = "SEPA bank file bookings"
+
+    # ------------------------------------------------------------------ statement lines
+
+    @api.model
+    def _book_statement_lines(self, journal, statement, items):
+        """Statement lines of ``journal`` (in ``statement`` when given), one per item, in
+        order. An item: ``date``, ``amount`` (journal currency, signed as on the bank
+        account), ``payment_ref``, ``ref``, ``partner_id`` and ``counterparts``: a list of
+        ``(account_id, partner_id, amount_currency, balance, label)`` (they balance the
+        liquidity item), or ``None`` for an open line on the suspense account."""
+        if not items:
+            return self.env["account.bank.statement.line"]
+        company = journal.company_id
+        currency = journal.currency_id or company.currency_id
+        groups = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[item["date"].year, item["date"].month].append(index)
+        ids = [None] * len(items)
+        for indexes in groups.values():
+            first = indexes[0]
+            template = self.env["account.bank.statement.line"].create(
+                self._orm_statement_line_vals(journal, statement, items[first], currency)
+            )
+            ids[first] = template.id
+            if len(indexes) > 1:
+                rest = self._insert_statement_lines(
+                    journal, statement, template, [items[i] for i in indexes[1:]], currency
+                )
+                for index, st_line_id in zip(indexes[1:], rest, strict=True):
+                    ids[index] = st_line_id
+        return self.env["account.bank.statement.line"].browse(ids)
+
+    def _orm_statement_line_vals(self, journal, statement, item, currency):
+        vals = {
+            "journal_id": journal.id,
+            "statement_id": statement.id,
+            "date": item["date"],
+            "amount": item["amount"],
+            "payment_ref": item["payment_ref"],
+            "ref": item["ref"],
+            "partner_id": item["partner_id"],
+        }
+        if item["counterparts"] is not None:
+            vals["line_ids"] = [
+                Command.create(line_vals)
+                for line_vals in self._move_line_values(journal, item, currency)
+            ]
+        return vals
+
+    def _move_line_values(self, journal, item, currency):
+        """The journal items of an item: liquidity first, then its counterparts (or the
+        suspense account)."""
+        balance = item.get("balance", item["amount"])
+        counterparts = item["counterparts"]
+        if counterparts is None:
+            counterparts = [
+                (
+                    journal.suspense_account_id.id,
+                    item["partner_id"],
+                    -item["amount"],
+                    -balance,
+                    item["payment_ref"],
+                )
+            ]
+        lines = [
+            {
+                "name": item["payment_ref"],
+                "account_id": journal.default_account_id.id,
+                "partner_id": item["partner_id"],
+                "currency_id": currency.id,
+                "amount_currency": item["amount"],
+                "balance": balance,
+            }
+        ]
+        for account_id, partner_id, amount_currency, line_balance, label in counterparts:
+            lines.append(
+                {
+                    "name": label,
+                    "account_id": account_id,
+                    "partner_id": partner_id,
+                    "currency_id": currency.id,
+                    "amount_currency": amount_currency,
+                    "balance": line_balance,
+                }
+            )
+        return lines
+
+    def _next_ids(self, table, count):
+        self.env.cr.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table, count),
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    def _insert_statement_lines(self, journal, statement, template, items, currency):
+        """The other lines of a month, numbered after ``template`` (same prefix and width),
+        inserted in three statements; their derived fields are computed by Odoo."""
+        self.env.flush_all()
+        cr = self.env.cr
+        company = journal.company_id
+        move = template.move_id
+        width = len(move.name) - len(move.sequence_prefix)
+        move_ids = self._next_ids("account_move", len(items))
+        st_line_ids = self._next_ids("account_bank_statement_line", len(items))
+        uid = self.env.uid
+        partners = self.env["res.partner"].browse(
+            {item["partner_id"] for item in items if item["partner_id"]}
+        )
+        commercial = {p.id: p.commercial_partner_id.id for p in partners}
+        names = {p.id: p.commercial_partner_id.name for p in partners}
+        moves, st_lines, lines = [], [], []
+        for offset, (item, move_id, st_line_id) in enumerate(
+            zip(items, move_ids, st_line_ids, strict=True), start=1
+        ):
+            number = move.sequence_number + offset
+            name = f"{move.sequence_prefix}{number:0{width}d}"
+            amount = item["amount"]
+            partner_id = item["partner_id"] or None
+            moves.append(
+                (
+                    move_id,
+                    name,
+                    number,
+                    item["date"],
+                    item["ref"] or None,
+                    partner_id,
+                    commercial.get(partner_id),
+                    names.get(partner_id),
+                    abs(item.get("balance", amount)),
+                    abs(amount),
+                )
+            )
+            sequence = template.sequence
+            st_lines.append(
+                (
+                    st_line_id,
+                    move_id,
+                    statement.id or None,
+                    sequence,
+                    partner_id,
+                    item["payment_ref"],
+                    amount,
+                    f"{item['date']:%Y%m%d}{MAX_INT - sequence:0>10}{move_id:0>10}",
+                    # What Odoo computes: a line without suspense item is reconciled.
+                    0.0 if item["counterparts"] is not None else -amount,
+                    item["counterparts"] is not None,
+                )
+            )
+            for vals in self._move_line_values(journal, item, currency):
+                line_balance = vals["balance"]
+                lines.append(
+                    (
+                        move_id,
+                        st_line_id,
+                        vals["account_id"],
+                        vals["partner_id"] or None,
+                        vals["name"],
+                        name,
+                        item["date"],
+                        item["ref"] or None,
+                        vals["amount_currency"],
+                        line_balance,
+                        max(line_balance, 0.0),
+                        max(-line_balance, 0.0),
+                        100,
+                    )
+                )
+        # The move, as the ORM leaves a statement line's move (constant columns from the
+        # template: journal, company, currency, state, type, flags).
+        execute_values(
+            cr._obj,
+            """
+            INSERT INTO account_move (
+                id, name, sequence_number, date, ref, partner_id, commercial_partner_id,
+                invoice_partner_display_name, amount_total_signed,
+                amount_total_in_currency_signed, amount_total,
+                journal_id, company_id, currency_id, sequence_prefix, state, move_type,
+                auto_post, payment_state, always_tax_exigible, checked, posted_before,
+                is_manually_modified, invoice_date_due,
+                create_uid, write_uid, create_date, write_date)
+            SELECT v.id, v.name, v.number, v.date, v.ref, v.partner_id, v.commercial_id,
+                   v.partner_name, v.total_signed, v.total_currency, v.total_currency,
+                   t.journal_id, t.company_id, t.currency_id, t.sequence_prefix, t.state,
+                   t.move_type, t.auto_post, t.payment_state, t.always_tax_exigible,
+                   t.checked, t.posted_before, t.is_manually_modified, v.date,
+                   %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %%s) AS v(id, name, number, date, ref, partner_id, commercial_id,
+                                     partner_name, total_signed, total_currency)
+              JOIN account_move t ON t.id = %(template)s
+            """
+            % {"uid": int(uid), "template": int(move.id)},
+            moves,
+            template="(%s, %s, %s, %s::date, %s, %s::int, %s::int, %s, %s::numeric, %s::numeric)",
+            page_size=5000,
+        )
+        execute_values(
+            cr._obj,
+            """
+            INSERT INTO account_bank_statement_line (
+                id, move_id, statement_id, sequence, partner_id, payment_ref, amount,
+                internal_index, amount_residual, is_reconciled,
+                journal_id, company_id, currency_id,
+                create_uid, write_uid, create_date, write_date)
+            SELECT v.id, v.move_id, v.statement_id, v.sequence, v.partner_id,
+                   v.payment_ref, v.amount, v.internal_index, v.residual, v.reconciled,
+                   t.journal_id, t.company_id, t.currency_id,
+                   %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %%s) AS v(id, move_id, statement_id, sequence, partner_id,
+                                     payment_ref, amount, internal_index, residual,
+                                     reconciled)
+              JOIN account_bank_statement_line t ON t.id = %(template)s
+            """
+            % {"uid": int(uid), "template": int(template.id)},
+            st_lines,
+            template="(%s, %s, %s::int, %s, %s::int, %s, %s::numeric, %s, %s::numeric, %s)",
+            page_size=5000,
+        )
+        execute_values(
+            cr._obj,
+            "UPDATE account_move m SET statement_line_id = v.st_line_id "
+            "FROM (VALUES %s) AS v(move_id, st_line_id) WHERE m.id = v.move_id",
+            list(zip(move_ids, st_line_ids, strict=True)),
+            page_size=5000,
+        )
+        execute_values(
+            cr._obj,
+            """
+            INSERT INTO account_move_line (
+                move_id, statement_line_id, account_id, partner_id, name, move_name, date,
+                ref, amount_currency, balance, debit, credit, sequence,
+                amount_residual, amount_residual_currency, price_subtotal, price_total,
+                quantity, reconciled, display_type, parent_state,
+                journal_id, company_id, company_currency_id, currency_id, statement_id,
+                create_uid, write_uid, create_date, write_date)
+            SELECT v.move_id, v.st_line_id, v.account_id, v.partner_id, v.name, v.move_name,
+                   v.date, v.ref, v.amount_currency, v.balance, v.debit, v.credit, v.sequence,
+                   CASE WHEN a.reconcile OR a.account_type IN ('asset_cash',
+                        'liability_credit_card') THEN v.balance ELSE 0 END,
+                   CASE WHEN a.reconcile OR a.account_type IN ('asset_cash',
+                        'liability_credit_card') THEN v.amount_currency ELSE 0 END,
+                   v.amount_currency, v.amount_currency, 1, FALSE, 'product', 'posted',
+                   %(journal)s, %(company)s, %(company_currency)s, %(currency)s,
+                   %(statement)s,
+                   %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %%s) AS v(move_id, st_line_id, account_id, partner_id, name,
+                                     move_name, date, ref, amount_currency, balance, debit,
+                                     credit, sequence)
+              JOIN account_account a ON a.id = v.account_id
+            """
+            % {
+                "uid": int(uid),
+                "journal": int(journal.id),
+                "company": int(company.id),
+                "company_currency": int(company.currency_id.id),
+                "currency": int(currency.id),
+                "statement": int(statement.id) if statement else "NULL",
+            },
+            lines,
+            template="(%s, %s, %s, %s::int, %s, %s, %s::date, %s, %s::numeric, "
+            "%s::numeric, %s::numeric, %s::numeric, %s)",
+            page_size=5000,
+        )
+        self.env.invalidate_all()
+        return st_line_ids
+
+    # ------------------------------------------------------------------ reconciliation
+
+    @api.model
+    def _reconcile_pairs(self, pairs):
+        """Reconcile exact pairs of journal items (``(debit_line, credit_line)``: same
+        account, same currency, opposite open amounts) in a few statements: one partial
+        and one full reconciliation each, as Odoo's ``reconcile`` makes them; then Odoo
+        recomputes the residuals, the payments' and the invoices' states."""
+        if not pairs:
+            return
+        env = self.env
+        env.flush_all()
+        cr = env.cr
+        lines = env["account.move.line"].browse({line_id for pair in pairs for line_id in pair})
+        by_id = {line.id: line for line in lines}
+        rows = []
+        for debit_id, credit_id in pairs:
+            debit, credit = by_id[debit_id], by_id[credit_id]
+            assert debit.account_id == credit.account_id, "reconcile pairs of one account"
+            assert debit.currency_id == credit.currency_id, "reconcile pairs of one currency"
+            assert not debit.company_currency_id.compare_amounts(
+                debit.amount_residual, -credit.amount_residual
+            ), "reconcile exact pairs only"
+            rows.append(
+                (
+                    debit_id,
+                    credit_id,
+                    debit.amount_residual,
+                    debit.amount_residual_currency,
+                    -credit.amount_residual_currency,
+                    debit.currency_id.id,
+                    credit.currency_id.id,
+                    debit.company_id.id,
+                    max(debit.date, credit.date),
+                )
+            )
+        full_ids = self._next_ids("account_full_reconcile", len(rows))
+        uid = int(env.uid)
+        execute_values(
+            cr._obj,
+            f"""
+            INSERT INTO account_full_reconcile (id, create_uid, write_uid, create_date,
+                                                write_date)
+            SELECT v.id, {uid}, {uid}, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v(id)
+            """,
+            [(full_id,) for full_id in full_ids],
+            page_size=5000,
+        )
+        execute_values(
+            cr._obj,
+            f"""
+            INSERT INTO account_partial_reconcile (
+                debit_move_id, credit_move_id, amount, debit_amount_currency,
+                credit_amount_currency, debit_currency_id, credit_currency_id, company_id,
+                max_date, full_reconcile_id, create_uid, write_uid, create_date, write_date)
+            SELECT v.*, {uid}, {uid}, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v(debit_move_id, credit_move_id, amount,
+                                    debit_amount_currency, credit_amount_currency,
+                                    debit_currency_id, credit_currency_id, company_id,
+                                    max_date, full_reconcile_id)
+            """,
+            [(*row, full_id) for row, full_id in zip(rows, full_ids, strict=True)],
+            template="(%s, %s, %s::numeric, %s::numeric, %s::numeric, %s, %s, %s, %s::date, %s)",
+            page_size=5000,
+        )
+        execute_values(
+            cr._obj,
+            """
+            UPDATE account_move_line l
+               SET full_reconcile_id = v.full_id, matching_number = v.full_id::text,
+                   amount_residual = 0, amount_residual_currency = 0, reconciled = TRUE
+              FROM (VALUES %s) AS v(line_id, full_id)
+             WHERE l.id = v.line_id
+            """,
+            [
+                (line_id, full_id)
+                for (debit_id, credit_id, *_rest), full_id in zip(rows, full_ids, strict=True)
+                for line_id in (debit_id, credit_id)
+            ],
+            page_size=5000,
+        )
+        env.invalidate_all()
+        self._recompute_after_reconcile(lines)
+
+    def _recompute_after_reconcile(self, lines):
+        """What Odoo derives from the reconciliation of ``lines``, in batch: the residual
+        of the moves whose receivables moved, the states of the payments, the payment
+        state of the invoices they pay."""
+        env = self.env
+        env.cr.execute(
+            """
+            SELECT DISTINCT aml.move_id, m.origin_payment_id, a.account_type
+              FROM account_move_line aml
+              JOIN account_move m ON m.id = aml.move_id
+              JOIN account_account a ON a.id = aml.account_id
+             WHERE aml.id = ANY(%s)
+            """,
+            [lines.ids],
+        )
+        receivable_moves, payment_ids = set(), set()
+        for move_id, payment_id, account_type in env.cr.fetchall():
+            if account_type in ("asset_receivable", "liability_payable"):
+                receivable_moves.add(move_id)
+            if payment_id:
+                payment_ids.add(payment_id)
+        env.cr.execute(
+            "SELECT invoice_id FROM account_move__account_payment WHERE payment_id = ANY(%s)",
+            [list(payment_ids)],
+        )
+        invoices = env["account.move"].browse({row[0] for row in env.cr.fetchall()})
+        moves = env["account.move"].browse(receivable_moves)
+        payments = env["account.payment"].browse(payment_ids)
+        for records, fnames in (
+            (moves, ("amount_residual", "amount_residual_signed", "payment_state")),
+            (payments, ("is_reconciled", "is_matched", "state")),
+            (invoices, ("payment_state",)),
+        ):
+            for fname in fnames if records else ():
+                env.add_to_compute(records._fields[fname], records)
+        env.flush_all()
