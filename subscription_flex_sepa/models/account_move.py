@@ -1,3 +1,5 @@
+from psycopg2.extras import execute_values
+
 from odoo import api, fields, models
 
 from ..core import sepa
@@ -29,7 +31,6 @@ class AccountMove(models.Model):
         ],
         string="Direct Debit Hold",
         copy=False,
-        tracking=True,
         help="Not collected again until this is cleared (a new valid mandate clears "
         "'new mandate needed').",
     )
@@ -68,12 +69,16 @@ class AccountMove(models.Model):
         ]
 
     @api.model
-    def _flex_sepa_update_risk(self):
+    def _flex_sepa_update_risk(self, invoices=None):
         """Which direct-debit invoices are at risk, as of today: disputed, returned and
         held, returned and retried, in process past the return period (D+5 TARGET2
-        business days Core, D+2 B2B), or overdue without a valid mandate."""
+        business days Core, D+2 B2B), or overdue without a valid mandate. All of them
+        (the daily cron), or ``invoices`` (after a bank file)."""
         today = fields.Date.context_today(self)
-        invoices = self.search(self._flex_sepa_risk_domain())
+        domain = self._flex_sepa_risk_domain()
+        if invoices is not None:
+            domain = [("id", "in", invoices.ids), *domain]
+        invoices = self.search(domain)
         if not invoices:
             return invoices
         last_line = {}
@@ -89,14 +94,29 @@ class AccountMove(models.Model):
         returned = set(
             self.env["flex.sepa.return"].search([("invoice_id", "in", invoices.ids)]).invoice_id.ids
         )
-        changed = self.browse()
-        for invoice in invoices:
-            risk = invoice._flex_sepa_risk(today, last_line.get(invoice.id), invoice.id in returned)
-            if risk != invoice.flex_sepa_risk:
-                invoice.flex_sepa_risk = risk
-                invoice.flex_sepa_risk_date = risk and today
-                changed |= invoice
-        return changed
+        changes = [
+            (invoice.id, risk or None, today if risk else None)
+            for invoice in invoices
+            for risk in [
+                invoice._flex_sepa_risk(today, last_line.get(invoice.id), invoice.id in returned)
+            ]
+            if risk != invoice.flex_sepa_risk
+        ]
+        if changes:
+            # Two technical columns nothing depends on, for thousands of invoices: one
+            # UPDATE instead of Odoo's per-invoice write checks.
+            execute_values(
+                self.env.cr._obj,
+                """
+                UPDATE account_move m SET flex_sepa_risk = v.risk, flex_sepa_risk_date = v.day
+                  FROM (VALUES %s) AS v(id, risk, day) WHERE m.id = v.id
+                """,
+                changes,
+                template="(%s, %s, %s::date)",
+                page_size=5000,
+            )
+            self.invalidate_model(["flex_sepa_risk", "flex_sepa_risk_date"])
+        return self.browse([change[0] for change in changes])
 
     def _flex_sepa_risk(self, today, line, returned):
         self.ensure_one()

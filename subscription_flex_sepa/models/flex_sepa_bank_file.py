@@ -136,7 +136,9 @@ class FlexSepaBankFile(models.Model):
                 "res_id": bank_file.id,
             }
         )
-        self.env["account.move"]._flex_sepa_update_risk()
+        self.env["account.move"]._flex_sepa_update_risk(
+            bank_file.entry_ids.batch_line_ids.invoice_id
+        )
         return bank_file
 
     def _error_message(self, error):
@@ -567,9 +569,7 @@ class _Plan:
             if plan.kind == "return"
             for d in plan.debits
         ]
-        if returned:
-            env["account.move.line"].browse(returned).remove_move_reconcile()
-        env.flush_all()
+        env["flex.sepa.booking"]._unreconcile(returned)
         env.cr.execute(
             """
             SELECT aml.id, st.id, aml.account_id, aml.partner_id, aml.amount_currency

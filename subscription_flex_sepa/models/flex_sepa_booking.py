@@ -377,6 +377,71 @@ class FlexSepaBooking(models.AbstractModel):
         env.invalidate_all()
         self._recompute_after_reconcile(lines)
 
+    @api.model
+    def _unreconcile(self, line_ids):
+        """Undo the reconciliations of these journal items (a returned debit's payment with
+        its invoice). A plain one (a partial and a full reconciliation between two items
+        that have no other, no exchange difference) is deleted in SQL; any other goes
+        through Odoo's ``remove_move_reconcile``."""
+        if not line_ids:
+            return
+        env = self.env
+        env.flush_all()
+        cr = env.cr
+        cr.execute(
+            """
+            WITH partials AS (
+                SELECT p.id, p.debit_move_id, p.credit_move_id, p.full_reconcile_id,
+                       p.exchange_move_id IS NOT NULL OR f.exchange_move_id IS NOT NULL
+                           AS exchange
+                  FROM account_partial_reconcile p
+             LEFT JOIN account_full_reconcile f ON f.id = p.full_reconcile_id
+                 WHERE p.debit_move_id = ANY(%(ids)s) OR p.credit_move_id = ANY(%(ids)s)
+            ), counts AS (
+                SELECT line_id, count(*) AS n FROM (
+                    SELECT debit_move_id AS line_id FROM account_partial_reconcile
+                     WHERE debit_move_id IN (SELECT debit_move_id FROM partials
+                                             UNION SELECT credit_move_id FROM partials)
+                    UNION ALL
+                    SELECT credit_move_id FROM account_partial_reconcile
+                     WHERE credit_move_id IN (SELECT debit_move_id FROM partials
+                                              UNION SELECT credit_move_id FROM partials)
+                ) all_lines GROUP BY line_id
+            )
+            SELECT p.id, p.debit_move_id, p.credit_move_id, p.full_reconcile_id,
+                   NOT p.exchange AND d.n = 1 AND c.n = 1 AS plain
+              FROM partials p
+              JOIN counts d ON d.line_id = p.debit_move_id
+              JOIN counts c ON c.line_id = p.credit_move_id
+            """,
+            {"ids": list(line_ids)},
+        )
+        plain, other_lines, full_ids, lines = [], set(), set(), set()
+        for partial_id, debit_id, credit_id, full_id, is_plain in cr.fetchall():
+            if is_plain:
+                plain.append(partial_id)
+                lines.update((debit_id, credit_id))
+                if full_id:
+                    full_ids.add(full_id)
+            else:
+                other_lines.update((debit_id, credit_id))
+        if plain:
+            cr.execute("DELETE FROM account_partial_reconcile WHERE id = ANY(%s)", [plain])
+            cr.execute(
+                """
+                UPDATE account_move_line
+                   SET amount_residual = balance, amount_residual_currency = amount_currency,
+                       reconciled = FALSE, full_reconcile_id = NULL, matching_number = NULL
+                 WHERE id = ANY(%s)
+                """,
+                [list(lines)],
+            )
+            cr.execute("DELETE FROM account_full_reconcile WHERE id = ANY(%s)", [list(full_ids)])
+            env.invalidate_all()
+            self._recompute_after_reconcile(env["account.move.line"].browse(lines))
+        if other_lines:
+            env["account.move.line"].browse(other_lines & set(line_ids)).remove_move_reconcile()
+
     def _recompute_after_reconcile(self, lines):
         """What Odoo derives from the reconciliation of ``lines``, in batch: the residual
         of the moves whose receivables moved, the states of the payments, the payment

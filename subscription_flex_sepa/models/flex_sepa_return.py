@@ -146,22 +146,25 @@ class FlexSepaReturn(models.Model):
     def _create_from_bank(self, vals_list):
         """Record rejects/returns (``vals_list`` of prepared values with ``batch_line_id``,
         ``return_type``, ``reason_code``, ``date``, ``amount``, ``fee``...), undo their
-        payments and apply each reason's policy. All in one go: the caller has already
-        booked the bank side."""
+        payments and apply each reason's policy. All in one go, whatever the number (a
+        camt.054 may bring thousands): decisions first, then one write per kind of effect.
+        The caller has already booked the bank side."""
         if not vals_list:
             return self.browse()
-        lines = self.env["flex.sepa.batch.line"].browse([v["batch_line_id"] for v in vals_list])
+        env = self.env
+        lines = env["flex.sepa.batch.line"].browse([v["batch_line_id"] for v in vals_list])
         company = lines.company_id[:1]
-        policies = self.env["flex.sepa.return.reason"]._for_codes(
+        policies = env["flex.sepa.return.reason"]._for_codes(
             {v["reason_code"] or "OTHER" for v in vals_list}, company
         )
-        previous = dict(
+        tries = dict(
             self._read_group(
                 [("invoice_id", "in", lines.invoice_id.ids)], ["invoice_id"], ["__count"]
             )
         )
         for vals, line in zip(vals_list, lines, strict=True):
             policy = policies[vals["reason_code"] or "OTHER"]
+            tries[line.invoice_id] = tries.get(line.invoice_id, 0) + 1
             vals.update(
                 {
                     "company_id": line.company_id.id,
@@ -173,101 +176,139 @@ class FlexSepaReturn(models.Model):
                     "reason_id": policy.id,
                     "reason": vals.get("reason")
                     or (policy.code == vals["reason_code"] and policy.name)
-                    or self.env["flex.sepa.return.reason"]._meaning(vals["reason_code"]),
-                    "action": policy.action,
+                    or env["flex.sepa.return.reason"]._meaning(vals["reason_code"]),
+                    "mail_state": "pending" if policy.notify_customer else "none",
+                    **self._decide(policy, tries[line.invoice_id], vals["date"], line),
                 }
             )
         returns = self.create(vals_list)
-        lines_state = {"reject": "rejected"}
-        for ret in returns:
-            ret.batch_line_id.state = lines_state.get(ret.return_type, "returned")
+        for state, rets in returns.grouped(
+            lambda r: "rejected" if r.return_type == "reject" else "returned"
+        ).items():
+            rets.batch_line_id.write({"state": state})
         returns.payment_id.write({"state": "rejected"})
-        for ret in returns:
-            tries = previous.get(ret.invoice_id, 0) + 1
-            ret._apply_policy(tries)
+        returns._apply_policies()
         returns._reinvoice_fees()
-        returns.filtered(lambda r: r.reason_id.notify_customer).mail_state = "pending"
         if returns.filtered(lambda r: r.mail_state == "pending"):
-            self.env.ref("subscription_flex_sepa.ir_cron_flex_sepa_return_mail")._trigger()
+            env.ref("subscription_flex_sepa.ir_cron_flex_sepa_return_mail")._trigger()
         return returns
 
-    def _apply_policy(self, tries):
-        """What the reason code says, for this return (``tries``: how many times this
-        invoice came back, this one included)."""
-        self.ensure_one()
+    def _decide(self, policy, tries, day, line):
+        """The policy's decision for one return (``tries``: how many times this invoice
+        came back, this one included): action, retry date, outcome."""
         env = self.env
-        policy = self.reason_id
-        invoice = self.invoice_id
-        mandate = self.mandate_id
         action = policy.action
         if action == "retry" and tries > policy.max_retries:
-            action = "manual"
-            self.outcome = env._("Returned %(tries)s times: no more automatic retry.", tries=tries)
+            return {
+                "action": "manual",
+                "outcome": env._("Returned %(tries)s times: no more automatic retry.", tries=tries),
+            }
         if action == "retry":
-            self.retry_date = self.date + timedelta(days=policy.retry_delay_days)
-            invoice.write({"flex_sepa_retry_date": self.retry_date, "flex_sepa_hold": False})
-            self.outcome = env._(
-                "Retry %(try)s of %(max)s, collected on %(date)s at the earliest.",
-                **{"try": tries, "max": policy.max_retries, "date": self.retry_date},
+            retry_date = day + timedelta(days=policy.retry_delay_days)
+            return {
+                "action": action,
+                "retry_date": retry_date,
+                "outcome": env._(
+                    "Retry %(try)s of %(max)s, collected on %(date)s at the earliest.",
+                    **{"try": tries, "max": policy.max_retries, "date": retry_date},
+                ),
+            }
+        outcomes = {
+            "suspend": env._(
+                "Mandate %(ref)s suspended; a new mandate is needed.", ref=line.mandate_id.reference
+            ),
+            "close": env._(
+                "Mandate %(ref)s closed; a new mandate is needed.", ref=line.mandate_id.reference
+            ),
+            "dispute": env._("Dispute: no automatic retry."),
+            "manual": env._("Left to the accountant."),
+        }
+        return {"action": action, "outcome": outcomes[action]}
+
+    def _apply_policies(self):
+        """What the decisions say, one write per kind of effect: invoices retried or held,
+        mandates suspended or closed, a first debit rejected, activities, chatter."""
+        env = self.env
+        holds = {"suspend": "mandate", "close": "mandate", "dispute": "dispute", "manual": "manual"}
+        for retry_date, rets in (
+            self.filtered(lambda r: r.action == "retry").grouped("retry_date").items()
+        ):
+            rets.invoice_id.write({"flex_sepa_retry_date": retry_date, "flex_sepa_hold": False})
+        for hold, rets in (
+            self.filtered(lambda r: r.action != "retry").grouped(lambda r: holds[r.action]).items()
+        ):
+            rets.invoice_id.write({"flex_sepa_hold": hold})
+        self.filtered(lambda r: r.action == "suspend").mandate_id.action_suspend()
+        self.filtered(lambda r: r.action == "close").mandate_id.action_close()
+        self._reset_rejected_first_debits()
+        todo = env.ref("mail.mail_activity_data_todo")
+        activities = self.filtered(lambda r: r.action != "retry" and r.reason_id.create_activity)
+        env["mail.activity"].create(
+            [
+                {
+                    "res_model_id": env["ir.model"]._get_id("account.move"),
+                    "res_id": ret.invoice_id.id,
+                    "activity_type_id": todo.id,
+                    "summary": env._(
+                        "Direct debit %(type)s: %(code)s",
+                        type=ret._type_label(),
+                        code=ret.reason_code,
+                    ),
+                    "note": f"{ret.reason} — {ret.outcome}",
+                    "user_id": (ret.company_id.flex_sepa_return_user_id or env.user).id,
+                    "date_deadline": fields.Date.context_today(self),
+                }
+                for ret in activities
+            ]
+        )
+        note = env.ref("mail.mt_note")
+        messages = []
+        for ret in self:
+            body = env._(
+                "Direct debit %(type)s on %(date)s: %(code)s %(reason)s. %(outcome)s",
+                type=ret._type_label(),
+                date=ret.date,
+                code=ret.reason_code,
+                reason=ret.reason,
+                outcome=ret.outcome,
             )
-        elif action in ("suspend", "close"):
-            if action == "suspend":
-                mandate.action_suspend()
-            else:
-                mandate.action_close()
-            mandate.message_post(
-                body=env._(
-                    "%(type)s %(code)s (%(reason)s) of %(invoice)s: mandate %(state)s.",
-                    type=self._type_label(),
-                    code=self.reason_code,
-                    reason=self.reason,
-                    invoice=invoice.name,
-                    state=dict(mandate._fields["state"]._description_selection(env))[mandate.state],
-                )
-            )
-            invoice.flex_sepa_hold = "mandate"
-            self.outcome = env._(
-                "Mandate %(ref)s %(state)s; a new mandate is needed.",
-                ref=mandate.reference,
-                state=mandate.state,
-            )
-        elif action == "dispute":
-            invoice.flex_sepa_hold = "dispute"
-            self.outcome = env._("Dispute: no automatic retry.")
-        else:
-            invoice.flex_sepa_hold = "manual"
-            self.outcome = self.outcome or env._("Left to the accountant.")
-        if self.return_type == "reject" and self.batch_line_id.sequence_type == "FRST":
-            # The first debit never reached the debtor: the next one is a first one again.
-            other = self.env["flex.sepa.batch.line"].search_count(
+            messages.append(("account.move", ret.invoice_id.id, body))
+            if ret.action in ("suspend", "close"):
+                messages.append(("flex.sepa.mandate", ret.mandate_id.id, body))
+        # One batch of chatter notes (message_post would cost a query burst per invoice).
+        env["mail.message"].create(
+            [
+                {
+                    "model": model,
+                    "res_id": res_id,
+                    "body": body,
+                    "message_type": "notification",
+                    "subtype_id": note.id,
+                    "author_id": env.user.partner_id.id,
+                }
+                for model, res_id, body in messages
+            ]
+        )
+
+    def _reset_rejected_first_debits(self):
+        """A rejected first debit never reached the debtor: the next one is a first one
+        again (unless the mandate was used since)."""
+        rejected = self.filtered(
+            lambda r: r.return_type == "reject" and r.batch_line_id.sequence_type == "FRST"
+        )
+        if not rejected:
+            return
+        used = set(
+            self.env["flex.sepa.batch.line"]
+            .search(
                 [
-                    ("mandate_id", "=", mandate.id),
+                    ("mandate_id", "in", rejected.mandate_id.ids),
                     ("state", "in", ("collected", "settled", "returned")),
                 ]
             )
-            if not other:
-                mandate.first_debit_done = False
-        if policy.create_activity and (action != "retry"):
-            invoice.activity_schedule(
-                "mail.mail_activity_data_todo",
-                summary=env._(
-                    "Direct debit %(type)s: %(code)s",
-                    type=self._type_label(),
-                    code=self.reason_code,
-                ),
-                note=f"{self.reason} — {self.outcome}",
-                user_id=(self.company_id.flex_sepa_return_user_id or env.user).id,
-            )
-        invoice.message_post(
-            body=env._(
-                "Direct debit %(type)s on %(date)s: %(code)s %(reason)s. %(outcome)s",
-                type=self._type_label(),
-                date=self.date,
-                code=self.reason_code,
-                reason=self.reason,
-                outcome=self.outcome,
-            )
+            .mandate_id.ids
         )
+        rejected.mandate_id.filtered(lambda m: m.id not in used).write({"first_debit_done": False})
 
     def _type_label(self):
         return dict(self._fields["return_type"]._description_selection(self.env))[self.return_type]
