@@ -569,7 +569,7 @@ class _Plan:
             if plan.kind == "return"
             for d in plan.debits
         ]
-        env["flex.sepa.booking"]._unreconcile(returned)
+        touched = env["flex.sepa.booking"]._unreconcile(returned)
         env.cr.execute(
             """
             SELECT aml.id, st.id, aml.account_id, aml.partner_id, aml.amount_currency
@@ -598,7 +598,7 @@ class _Plan:
                     # return: the bank's receivable debit against the payment's credit.
                     pair = (theirs, mine) if plan.kind == "settlement" else (mine, theirs)
                     to_reconcile.append(pair)
-        env["flex.sepa.booking"]._reconcile_pairs(to_reconcile)
+        env["flex.sepa.booking"]._reconcile_pairs(to_reconcile, touched)
 
 
 class _Matcher:

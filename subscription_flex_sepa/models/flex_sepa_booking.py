@@ -16,9 +16,10 @@ for the same entry are the same, column by column, and so are their reconciliati
 
 from collections import defaultdict
 
+from markupsafe import escape
 from psycopg2.extras import execute_values
 
-from odoo import api, models
+from odoo import api, fields, models
 from odoo.fields import Command
 
 MAX_INT = 2147483647
@@ -136,7 +137,9 @@ class FlexSepaBooking(models.AbstractModel):
             {item["partner_id"] for item in items if item["partner_id"]}
         )
         commercial = {p.id: p.commercial_partner_id.id for p in partners}
-        names = {p.id: p.commercial_partner_id.name for p in partners}
+        names = {p.id: p.display_name for p in partners}
+        no_partner = f"#Created by: {self.env.user.name}"
+        today = fields.Date.context_today(self)
         moves, st_lines, lines = [], [], []
         for offset, (item, move_id, st_line_id) in enumerate(
             zip(items, move_ids, st_line_ids, strict=True), start=1
@@ -145,6 +148,9 @@ class FlexSepaBooking(models.AbstractModel):
             name = f"{move.sequence_prefix}{number:0{width}d}"
             amount = item["amount"]
             partner_id = item["partner_id"] or None
+            # As Odoo leaves them: the move has the partner when it books the suspense
+            # line itself, none when it is given the counterparts.
+            move_partner = partner_id if item["counterparts"] is None else None
             moves.append(
                 (
                     move_id,
@@ -152,11 +158,12 @@ class FlexSepaBooking(models.AbstractModel):
                     number,
                     item["date"],
                     item["ref"] or None,
-                    partner_id,
-                    commercial.get(partner_id),
-                    names.get(partner_id),
+                    move_partner,
+                    commercial.get(move_partner),
+                    names.get(move_partner, no_partner),
                     abs(item.get("balance", amount)),
                     abs(amount),
+                    today,
                 )
             )
             sequence = template.sequence
@@ -202,24 +209,29 @@ class FlexSepaBooking(models.AbstractModel):
             INSERT INTO account_move (
                 id, name, sequence_number, date, ref, partner_id, commercial_partner_id,
                 invoice_partner_display_name, amount_total_signed,
-                amount_total_in_currency_signed, amount_total,
+                amount_total_in_currency_signed, amount_total, invoice_date_due,
+                amount_untaxed, amount_tax, amount_residual, amount_untaxed_signed,
+                amount_untaxed_in_currency_signed, amount_tax_signed, amount_residual_signed,
+                invoice_currency_rate, is_storno, made_sequence_gap,
                 journal_id, company_id, currency_id, sequence_prefix, state, move_type,
                 auto_post, payment_state, always_tax_exigible, checked, posted_before,
-                is_manually_modified, invoice_date_due,
+                is_manually_modified,
                 create_uid, write_uid, create_date, write_date)
             SELECT v.id, v.name, v.number, v.date, v.ref, v.partner_id, v.commercial_id,
                    v.partner_name, v.total_signed, v.total_currency, v.total_currency,
+                   v.due, 0, 0, 0, 0, 0, 0, 0, 0, FALSE, FALSE,
                    t.journal_id, t.company_id, t.currency_id, t.sequence_prefix, t.state,
                    t.move_type, t.auto_post, t.payment_state, t.always_tax_exigible,
-                   t.checked, t.posted_before, t.is_manually_modified, v.date,
+                   t.checked, t.posted_before, t.is_manually_modified,
                    %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
               FROM (VALUES %%s) AS v(id, name, number, date, ref, partner_id, commercial_id,
-                                     partner_name, total_signed, total_currency)
+                                     partner_name, total_signed, total_currency, due)
               JOIN account_move t ON t.id = %(template)s
             """
             % {"uid": int(uid), "template": int(move.id)},
             moves,
-            template="(%s, %s, %s, %s::date, %s, %s::int, %s::int, %s, %s::numeric, %s::numeric)",
+            template="(%s, %s, %s, %s::date, %s, %s::int, %s::int, %s, %s::numeric, "
+            "%s::numeric, %s::date)",
             page_size=5000,
         )
         execute_values(
@@ -227,11 +239,11 @@ class FlexSepaBooking(models.AbstractModel):
             """
             INSERT INTO account_bank_statement_line (
                 id, move_id, statement_id, sequence, partner_id, payment_ref, amount,
-                internal_index, amount_residual, is_reconciled,
+                internal_index, amount_residual, is_reconciled, amount_currency,
                 journal_id, company_id, currency_id,
                 create_uid, write_uid, create_date, write_date)
             SELECT v.id, v.move_id, v.statement_id, v.sequence, v.partner_id,
-                   v.payment_ref, v.amount, v.internal_index, v.residual, v.reconciled,
+                   v.payment_ref, v.amount, v.internal_index, v.residual, v.reconciled, 0,
                    t.journal_id, t.company_id, t.currency_id,
                    %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
               FROM (VALUES %%s) AS v(id, move_id, statement_id, sequence, partner_id,
@@ -258,7 +270,8 @@ class FlexSepaBooking(models.AbstractModel):
                 move_id, statement_line_id, account_id, partner_id, name, move_name, date,
                 ref, amount_currency, balance, debit, credit, sequence,
                 amount_residual, amount_residual_currency, price_subtotal, price_total,
-                quantity, reconciled, display_type, parent_state,
+                quantity, reconciled, display_type, parent_state, discount, price_unit,
+                tax_tag_invert,
                 journal_id, company_id, company_currency_id, currency_id, statement_id,
                 create_uid, write_uid, create_date, write_date)
             SELECT v.move_id, v.st_line_id, v.account_id, v.partner_id, v.name, v.move_name,
@@ -267,7 +280,8 @@ class FlexSepaBooking(models.AbstractModel):
                         'liability_credit_card') THEN v.balance ELSE 0 END,
                    CASE WHEN a.reconcile OR a.account_type IN ('asset_cash',
                         'liability_credit_card') THEN v.amount_currency ELSE 0 END,
-                   v.amount_currency, v.amount_currency, 1, FALSE, 'product', 'posted',
+                   v.amount_currency, v.amount_currency, 1, FALSE, 'product', 'posted', 0, 0,
+                   FALSE,
                    %(journal)s, %(company)s, %(company_currency)s, %(currency)s,
                    %(statement)s,
                    %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
@@ -290,17 +304,25 @@ class FlexSepaBooking(models.AbstractModel):
             page_size=5000,
         )
         self.env.invalidate_all()
+        # A default Odoo derives from the partner's and the company's bank accounts.
+        moves = self.env["account.move"].browse(move_ids)
+        self.env.add_to_compute(moves._fields["partner_bank_id"], moves)
+        moves.flush_recordset(["partner_bank_id"])
         return st_line_ids
 
     # ------------------------------------------------------------------ reconciliation
 
     @api.model
-    def _reconcile_pairs(self, pairs):
+    def _reconcile_pairs(self, pairs, touched=None):
         """Reconcile exact pairs of journal items (``(debit_line, credit_line)``: same
         account, same currency, opposite open amounts) in a few statements: one partial
         and one full reconciliation each, as Odoo's ``reconcile`` makes them; then Odoo
-        recomputes the residuals, the payments' and the invoices' states."""
+        recomputes the residuals, the payments' and the invoices' states (also of the
+        ``touched`` journal items, unreconciled just before)."""
+        touched = touched or self.env["account.move.line"]
         if not pairs:
+            if touched:
+                self._recompute_after_reconcile(touched)
             return
         env = self.env
         env.flush_all()
@@ -360,10 +382,11 @@ class FlexSepaBooking(models.AbstractModel):
         )
         execute_values(
             cr._obj,
-            """
+            f"""
             UPDATE account_move_line l
                SET full_reconcile_id = v.full_id, matching_number = v.full_id::text,
-                   amount_residual = 0, amount_residual_currency = 0, reconciled = TRUE
+                   amount_residual = 0, amount_residual_currency = 0, reconciled = TRUE,
+                   write_uid = {uid}, write_date = now() AT TIME ZONE 'UTC'
               FROM (VALUES %s) AS v(line_id, full_id)
              WHERE l.id = v.line_id
             """,
@@ -375,16 +398,17 @@ class FlexSepaBooking(models.AbstractModel):
             page_size=5000,
         )
         env.invalidate_all()
-        self._recompute_after_reconcile(lines)
+        self._recompute_after_reconcile(lines | touched)
 
     @api.model
     def _unreconcile(self, line_ids):
         """Undo the reconciliations of these journal items (a returned debit's payment with
         its invoice). A plain one (a partial and a full reconciliation between two items
         that have no other, no exchange difference) is deleted in SQL; any other goes
-        through Odoo's ``remove_move_reconcile``."""
+        through Odoo's ``remove_move_reconcile``. Returns the items whose derived fields
+        (residuals, states) are left for ``_reconcile_pairs`` to recompute."""
         if not line_ids:
-            return
+            return self.env["account.move.line"]
         env = self.env
         env.flush_all()
         cr = env.cr
@@ -431,16 +455,17 @@ class FlexSepaBooking(models.AbstractModel):
                 """
                 UPDATE account_move_line
                    SET amount_residual = balance, amount_residual_currency = amount_currency,
-                       reconciled = FALSE, full_reconcile_id = NULL, matching_number = NULL
+                       reconciled = FALSE, full_reconcile_id = NULL, matching_number = NULL,
+                       write_uid = %s, write_date = now() AT TIME ZONE 'UTC'
                  WHERE id = ANY(%s)
                 """,
-                [list(lines)],
+                [env.uid, list(lines)],
             )
             cr.execute("DELETE FROM account_full_reconcile WHERE id = ANY(%s)", [list(full_ids)])
             env.invalidate_all()
-            self._recompute_after_reconcile(env["account.move.line"].browse(lines))
         if other_lines:
             env["account.move.line"].browse(other_lines & set(line_ids)).remove_move_reconcile()
+        return env["account.move.line"].browse(lines)
 
     def _recompute_after_reconcile(self, lines):
         """What Odoo derives from the reconciliation of ``lines``, in batch: the residual
@@ -478,3 +503,62 @@ class FlexSepaBooking(models.AbstractModel):
             for fname in fnames if records else ():
                 env.add_to_compute(records._fields[fname], records)
         env.flush_all()
+
+    # ------------------------------------------------------------------ chatter
+
+    @api.model
+    def _post_notes(self, notes):
+        """Internal notes ``(model, res_id, body)`` in the chatter of many records: the
+        first through ``message_post``, the others copied from it in one INSERT
+        (``message_post`` costs a burst of queries per record, and a bank file can bring
+        thousands of returns)."""
+        if not notes:
+            return
+        env = self.env
+        model, res_id, body = notes[0]
+        first = env[model].browse(res_id).message_post(body=body, subtype_xmlid="mail.mt_note")
+        if len(notes) == 1:
+            return
+        env.flush_all()
+        varying = {"id", "model", "res_id", "body", "record_name", "message_id", "parent_id"}
+        env.cr.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'mail_message' AND table_schema = current_schema()"
+        )
+        constant = [row[0] for row in env.cr.fetchall() if row[0] not in varying]
+        body_field = env["mail.message"]._fields["body"]
+
+        def body_html(body):
+            # What message_post stores: the text escaped, then sanitized by the field.
+            return str(body_field.convert_to_column(escape(body), env["mail.message"]))
+
+        names = {}
+        for note_model, ids in _group_ids(notes[1:]).items():
+            for record in env[note_model].browse(ids):
+                names[note_model, record.id] = record.display_name
+        execute_values(
+            env.cr._obj,
+            f"""
+            INSERT INTO mail_message (model, res_id, body, record_name, message_id, parent_id,
+                                      {", ".join(constant)})
+            SELECT v.model, v.res_id, v.body, v.record_name,
+                   '<flex-sepa-' || md5(random()::text) || '@odoo>',
+                   -- the thread's first message, as message_post attaches to it
+                   (SELECT min(p.id) FROM mail_message p
+                     WHERE p.model = v.model AND p.res_id = v.res_id
+                       AND p.message_type != 'user_notification'),
+                   {", ".join("t." + column for column in constant)}
+              FROM (VALUES %s) AS v(model, res_id, body, record_name)
+              JOIN mail_message t ON t.id = {int(first.id)}
+            """,
+            [(m, r, body_html(b), names.get((m, r))) for m, r, b in notes[1:]],
+            page_size=5000,
+        )
+        env["mail.message"].invalidate_model()
+
+
+def _group_ids(notes):
+    ids = defaultdict(list)
+    for model, res_id, _body in notes:
+        ids[model].append(res_id)
+    return ids

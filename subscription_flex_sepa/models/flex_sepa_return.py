@@ -8,6 +8,8 @@ asked for a new one), a dispute, or the accountant decides."""
 
 from datetime import timedelta
 
+from psycopg2.extras import execute_values
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
@@ -230,14 +232,29 @@ class FlexSepaReturn(models.Model):
         mandates suspended or closed, a first debit rejected, activities, chatter."""
         env = self.env
         holds = {"suspend": "mandate", "close": "mandate", "dispute": "dispute", "manual": "manual"}
-        for retry_date, rets in (
-            self.filtered(lambda r: r.action == "retry").grouped("retry_date").items()
-        ):
-            rets.invoice_id.write({"flex_sepa_retry_date": retry_date, "flex_sepa_hold": False})
-        for hold, rets in (
-            self.filtered(lambda r: r.action != "retry").grouped(lambda r: holds[r.action]).items()
-        ):
-            rets.invoice_id.write({"flex_sepa_hold": hold})
+        # Two technical columns of the invoices, nothing computed from them: one UPDATE
+        # for thousands of invoices instead of Odoo's per-invoice write checks.
+        env.flush_all()
+        execute_values(
+            env.cr._obj,
+            """
+            UPDATE account_move m
+               SET flex_sepa_retry_date = COALESCE(v.retry, m.flex_sepa_retry_date),
+                   flex_sepa_hold = v.hold
+              FROM (VALUES %s) AS v(id, retry, hold) WHERE m.id = v.id
+            """,
+            [
+                (
+                    ret.invoice_id.id,
+                    ret.retry_date or None,
+                    None if ret.action == "retry" else holds[ret.action],
+                )
+                for ret in self
+            ],
+            template="(%s, %s::date, %s)",
+            page_size=5000,
+        )
+        self.invoice_id.invalidate_recordset(["flex_sepa_retry_date", "flex_sepa_hold"])
         self.filtered(lambda r: r.action == "suspend").mandate_id.action_suspend()
         self.filtered(lambda r: r.action == "close").mandate_id.action_close()
         self._reset_rejected_first_debits()
@@ -261,7 +278,6 @@ class FlexSepaReturn(models.Model):
                 for ret in activities
             ]
         )
-        note = env.ref("mail.mt_note")
         messages = []
         for ret in self:
             body = env._(
@@ -275,20 +291,7 @@ class FlexSepaReturn(models.Model):
             messages.append(("account.move", ret.invoice_id.id, body))
             if ret.action in ("suspend", "close"):
                 messages.append(("flex.sepa.mandate", ret.mandate_id.id, body))
-        # One batch of chatter notes (message_post would cost a query burst per invoice).
-        env["mail.message"].create(
-            [
-                {
-                    "model": model,
-                    "res_id": res_id,
-                    "body": body,
-                    "message_type": "notification",
-                    "subtype_id": note.id,
-                    "author_id": env.user.partner_id.id,
-                }
-                for model, res_id, body in messages
-            ]
-        )
+        env["flex.sepa.booking"]._post_notes(messages)
 
     def _reset_rejected_first_debits(self):
         """A rejected first debit never reached the debtor: the next one is a first one
