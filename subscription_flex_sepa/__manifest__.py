@@ -23,6 +23,7 @@
         "views/flex_sepa_batch_views.xml",
         "views/flex_sepa_bank_file_views.xml",
         "views/flex_sepa_return_views.xml",
+        "views/account_move_views.xml",
         "views/res_company_views.xml",
         "views/res_config_settings_views.xml",
         "views/flex_subscription_views.xml",

@@ -5,11 +5,12 @@ independent implementation of ISO 20022, validated against the official schemas)
 Amounts: every subscription bills 100.00 + 21 % tax = 121.00 per invoice (50.00 + 21 % =
 60.50 for the second debtor), worked out by hand."""
 
+import base64
 from datetime import date
 from decimal import Decimal
 
-from odoo.exceptions import UserError
-from odoo.tests import freeze_time, tagged
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import freeze_time, new_test_user, tagged
 
 from . import bankfiles
 from .common import CREDITOR_IBAN, SepaCommon
@@ -499,6 +500,47 @@ class TestBankFiles(SepaCommon):
         self.assertFalse(statement.entry_ids.statement_line_id)
         self.assertEqual(len(line.return_ids), 1)
         self.assertEqual(self.env["account.move"].search_count([]), moves)
+
+    # ------------------------------------------------------------------ who imports
+
+    def test_wizard_for_billing_administrators_only(self):
+        _batch, _invoices, lines = self._collect(prices=(("a", 100.0),))
+        data = self._camt053(
+            [
+                {
+                    "kind": "credit",
+                    "amount": D("121.00"),
+                    "date": COLLECTED,
+                    "ref": "W-1",
+                    "end_to_end_id": lines["a"].end_to_end_id,
+                }
+            ]
+        )
+        company = {"company_id": self.company.id, "company_ids": self.company.ids}
+        clerk = new_test_user(
+            self.env, "sepa_clerk", groups="account.group_account_invoice", **company
+        )
+        with self.assertRaises(AccessError):
+            self.env["flex.sepa.bank.file.import"].with_user(clerk).create(
+                {"data_file": base64.b64encode(data), "filename": "s.xml"}
+            )
+        with self.assertRaises(AccessError):
+            self.env["flex.sepa.bank.file"].with_user(clerk)._import_file(data)
+        admin = new_test_user(
+            self.env, "sepa_billing_admin", groups="account.group_account_manager", **company
+        )
+        wizard = (
+            self.env["flex.sepa.bank.file.import"]
+            .with_user(admin)
+            .create({"data_file": base64.b64encode(data), "filename": "statement.xml"})
+        )
+        action = wizard.action_import()
+        bank_file = self.env["flex.sepa.bank.file"].browse(action["res_id"])
+        self.assertEqual(bank_file.name, "statement.xml")
+        self.assertEqual(bank_file.create_uid, admin)
+        self.assertEqual(bank_file.attachment_id.raw, data)
+        self.assertSettled(lines["a"])
+        self.assertEqual(bank_file.entry_ids.statement_line_id.create_uid, admin)
 
     # ------------------------------------------------------------------ bad input
 
