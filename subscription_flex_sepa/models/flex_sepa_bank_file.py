@@ -328,11 +328,35 @@ class FlexSepaBankFile(models.Model):
             )
         self.journal_id = journal
         entries = [entry for entry in statement.entries if entry.status == "BOOK"]
+        # Pending or information-only entries are not bookings yet: listed, not booked.
+        self._create_entries(
+            [
+                {
+                    "journal_id": journal.id,
+                    "date": entry.booking_date,
+                    "amount": _to_float(entry.signed_amount),
+                    "bank_ref": entry.ref or entry.entry_ref,
+                    "label": self._label(entry),
+                    "state": "skipped",
+                    "reason": env._(
+                        "Not booked by the bank (%(status)s): imported with the statement that "
+                        "books it.",
+                        status=entry.status,
+                    ),
+                }
+                for entry in statement.entries
+                if entry.status != "BOOK"
+            ]
+        )
         keys = [self._entry_key(statement, entry) for entry in entries]
         known = {
             entry.key: entry
             for entry in env["flex.sepa.bank.entry"].search(
-                [("journal_id", "=", journal.id), ("key", "in", keys), ("state", "!=", "duplicate")]
+                [
+                    ("journal_id", "=", journal.id),
+                    ("key", "in", keys),
+                    ("state", "not in", ("duplicate", "skipped")),
+                ]
             )
         }
         matcher = _Matcher(env, self.company_id, entries)
@@ -823,6 +847,7 @@ class FlexSepaBankEntry(models.Model):
             ("returned", "Returned / rejected"),
             ("unmatched", "Left open"),
             ("duplicate", "Already imported"),
+            ("skipped", "Not booked"),
         ],
         required=True,
         index=True,
@@ -839,7 +864,7 @@ class FlexSepaBankEntry(models.Model):
             """
             CREATE UNIQUE INDEX IF NOT EXISTS flex_sepa_bank_entry_key_unique
                 ON flex_sepa_bank_entry (journal_id, key)
-             WHERE state != 'duplicate' AND journal_id IS NOT NULL
+             WHERE state NOT IN ('duplicate', 'skipped') AND journal_id IS NOT NULL
             """
         )
 

@@ -501,6 +501,26 @@ class TestBankFiles(SepaCommon):
         self.assertEqual(len(line.return_ids), 1)
         self.assertEqual(self.env["account.move"].search_count([]), moves)
 
+    def test_pending_entry_listed_not_booked(self):
+        _batch, _invoices, lines = self._collect(prices=(("a", 100.0),))
+        entry = {
+            "kind": "credit",
+            "amount": D("121.00"),
+            "date": COLLECTED,
+            "ref": "PEND-1",
+            "end_to_end_id": lines["a"].end_to_end_id,
+        }
+        data = self._camt053([entry]).replace(b"<Cd>BOOK</Cd>", b"<Cd>PDNG</Cd>")
+        bank_file = self._import(data)
+        self.assertEqual(bank_file.entry_ids.state, "skipped")
+        self.assertIn("Not booked by the bank (PDNG)", bank_file.entry_ids.reason)
+        self.assertFalse(bank_file.entry_ids.statement_line_id)
+        self.assertEqual(lines["a"].state, "collected")
+        # Booked the next day: imported then.
+        booked = self._import(self._camt053([entry], msg_id="BOOKED"))
+        self.assertEqual(booked.entry_ids.state, "matched")
+        self.assertSettled(lines["a"])
+
     # ------------------------------------------------------------------ who imports
 
     def test_wizard_for_billing_administrators_only(self):
