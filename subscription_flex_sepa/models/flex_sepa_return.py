@@ -376,10 +376,10 @@ class FlexSepaReturn(models.Model):
         pending = self.search([("mail_state", "=", "pending")], limit=limit, order="id")
         remaining = self.search_count([("mail_state", "=", "pending")]) - len(pending)
         template = self.env.ref("subscription_flex_sepa.mail_template_sepa_return")
-        for ret in pending:
-            template.send_mail(
-                ret.id, force_send=False, email_layout_xmlid="mail.mail_notification_light"
-            )
+        # One rendering pass for the whole batch (send_mail would render record by record).
+        template.send_mail_batch(
+            pending.ids, force_send=False, email_layout_xmlid="mail.mail_notification_light"
+        )
         pending.mail_state = "sent"
         self.env["ir.cron"]._notify_progress(done=len(pending), remaining=remaining)
         return pending
