@@ -34,6 +34,11 @@ def _to_float(amount):
     return float(amount) if amount is not None else 0.0
 
 
+def _money(amount):
+    """A file's amount as the bank wrote it (two decimals), in messages."""
+    return format(amount, ".2f")
+
+
 class FlexSepaBankFile(models.Model):
     _name = "flex.sepa.bank.file"
     _description = "SEPA Bank File"
@@ -759,9 +764,9 @@ class _Matcher:
                 reason=env._(
                     "Amount %(amount)s does not match the %(count)s debits in process "
                     "(%(expected)s): left for the accountant.",
-                    amount=f"{entry.amount:.2f}",
+                    amount=_money(entry.amount),
                     count=len(debits),
-                    expected=f"{expected:.2f}",
+                    expected=_money(expected),
                 ),
             )
         self.used["settlement"].update(d.id for d in debits)
@@ -795,10 +800,10 @@ class _Matcher:
                 reason=env._(
                     "Return of %(amount)s does not match the debits %(ids)s (%(expected)s plus "
                     "a fee of %(fee)s): left for the accountant.",
-                    amount=f"{entry.amount:.2f}",
+                    amount=_money(entry.amount),
                     ids=", ".join(by_e2e),
-                    expected=f"{originals:.2f}",
-                    fee=f"{stated or fee:.2f}",
+                    expected=_money(originals),
+                    fee=_money(stated or fee),
                 ),
             )
         self.used["return"].update(d.id for d in debits)
