@@ -122,7 +122,7 @@ class FlexSepaReturn(models.Model):
     date = fields.Date(required=True, readonly=True)
     amount = fields.Monetary(readonly=True)
     fee = fields.Monetary(string="Bank Fee", readonly=True)
-    fee_invoice_id = fields.Many2one("account.move", string="Fee Invoice", readonly=True)
+    fee_invoice_id = fields.Many2one("account.move", readonly=True)
     statement_line_id = fields.Many2one(
         "account.bank.statement.line", string="Bank Statement Line", readonly=True
     )
