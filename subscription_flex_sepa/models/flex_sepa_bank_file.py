@@ -511,6 +511,11 @@ class _Plan:
         self.reason = reason
         self.return_vals = []
 
+    @classmethod
+    def left_open(cls, entry, reason):
+        """An open statement line on the suspense account, with the reason listed."""
+        return cls(entry, "unmatched", reason=reason)
+
     @property
     def line_ids(self):
         return [debit.id for debit in self.debits]
@@ -697,10 +702,9 @@ class _Matcher:
             if with_e2e:
                 debits, missing = self._debits_by_e2e(entry)
                 if missing:
-                    return _Plan(
+                    return _Plan.left_open(
                         entry,
-                        "unmatched",
-                        reason=env._(
+                        env._(
                             "No direct debit in process with EndToEndId %(ids)s.",
                             ids=", ".join(missing[:5]),
                         ),
@@ -712,45 +716,39 @@ class _Matcher:
                     if d.state == "collected"
                 ]
                 if not debits:
-                    return _Plan(
+                    return _Plan.left_open(
                         entry,
-                        "unmatched",
-                        reason=env._(
+                        env._(
                             "No direct debit in process in payment information %(id)s.",
                             id=entry.batch_pmt_inf_id,
                         ),
                     )
             else:
-                return _Plan(
+                return _Plan.left_open(
                     entry,
-                    "unmatched",
-                    reason=env._(
-                        "Not a direct debit collection of ours (no EndToEndId, no PmtInfId)."
-                    ),
+                    env._("Not a direct debit collection of ours (no EndToEndId, no PmtInfId)."),
                 )
             return self._settlement(entry, debits)
         if with_e2e:
             debits, missing = self._debits_by_e2e(entry)
             if missing:
-                return _Plan(
+                return _Plan.left_open(
                     entry,
-                    "unmatched",
-                    reason=env._(
+                    env._(
                         "Return of an unknown debit: EndToEndId %(ids)s.",
                         ids=", ".join(missing[:5]),
                     ),
                 )
             return self._return(entry, debits)
-        return _Plan(entry, "unmatched", reason=env._("Not a return of one of our debits."))
+        return _Plan.left_open(entry, env._("Not a return of one of our debits."))
 
     def _settlement(self, entry, debits):
         env = self.env
         done = [d for d in debits if d.state != "collected" or d.id in self.used["settlement"]]
         if done:
-            return _Plan(
+            return _Plan.left_open(
                 entry,
-                "unmatched",
-                reason=env._(
+                env._(
                     "Debit %(e2e)s is already %(state)s.",
                     e2e=done[0].end_to_end_id,
                     state=done[0].state,
@@ -758,10 +756,9 @@ class _Matcher:
             )
         expected = sum((d.amount for d in debits), Decimal(0))
         if expected != entry.amount:
-            return _Plan(
+            return _Plan.left_open(
                 entry,
-                "unmatched",
-                reason=env._(
+                env._(
                     "Amount %(amount)s does not match the %(count)s debits in process "
                     "(%(expected)s): left for the accountant.",
                     amount=_money(entry.amount),
@@ -776,12 +773,9 @@ class _Matcher:
         env = self.env
         done = [d for d in debits if d.id in self.used["return"]]
         if done:
-            return _Plan(
+            return _Plan.left_open(
                 entry,
-                "unmatched",
-                reason=env._(
-                    "Debit %(e2e)s is returned twice in this file.", e2e=done[0].end_to_end_id
-                ),
+                env._("Debit %(e2e)s is returned twice in this file.", e2e=done[0].end_to_end_id),
             )
         originals = sum((d.amount for d in debits), Decimal(0))
         fee = entry.amount - originals
@@ -794,10 +788,9 @@ class _Matcher:
             and tx.instructed_amount != by_e2e[tx.end_to_end_id].amount
         ]
         if fee < 0 or (stated and stated != fee) or wrong:
-            return _Plan(
+            return _Plan.left_open(
                 entry,
-                "unmatched",
-                reason=env._(
+                env._(
                     "Return of %(amount)s does not match the debits %(ids)s (%(expected)s plus "
                     "a fee of %(fee)s): left for the accountant.",
                     amount=_money(entry.amount),

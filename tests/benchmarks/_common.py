@@ -54,3 +54,20 @@ def vacuum_analyze(dbname):
     started = time.perf_counter()
     pg_admin("VACUUM ANALYZE", dbname)
     return time.perf_counter() - started
+
+
+def prepared_registry(args, install, *seeders):
+    """The registry of ``args.db``: installed and seeded (``install(db)`` then each
+    ``seeder(registry)``), or copied from ``args.template`` when that one exists (made
+    first when missing)."""
+    import odoo
+
+    source = args.template or args.db
+    if not args.template or not db_exists(args.template):
+        drop_db(source)
+        registry = install(source)
+        for seeder in seeders:
+            seeder(registry)
+    if args.template:
+        copy_db(args.template, args.db)
+    return odoo.modules.registry.Registry(args.db)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import copy_db, db_exists, drop_db, say, vacuum_analyze  # noqa: E402
+from _common import prepared_registry, say, vacuum_analyze  # noqa: E402
 from bench_sepa import INVOICE_DAY, configure_odoo, install, seed  # noqa: E402
 
 import odoo  # noqa: E402
@@ -182,15 +182,7 @@ def main():
     args = parser.parse_args()
     configure_odoo(args.db, args.log_level)
     logging.getLogger("odoo").setLevel(logging.WARNING)
-    source = args.template or args.db
-    if not args.template or not db_exists(args.template):
-        drop_db(source)
-        registry = install(source)
-        seed(registry, args.n)
-        collect(registry)
-    if args.template:
-        copy_db(args.template, args.db)
-    registry = odoo.modules.registry.Registry(args.db)
+    registry = prepared_registry(args, install, lambda r: seed(r, args.n), collect)
     measure(registry)
 
 

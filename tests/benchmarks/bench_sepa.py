@@ -33,7 +33,7 @@ if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import copy_db, db_exists, drop_db, say, vacuum_analyze  # noqa: E402
+from _common import prepared_registry, say, vacuum_analyze  # noqa: E402
 
 import odoo  # noqa: E402
 
@@ -246,14 +246,7 @@ def main():
     args = parser.parse_args()
     configure_odoo(args.db, args.log_level)
     logging.getLogger("odoo").setLevel(logging.WARNING)
-    source = args.template or args.db
-    if not args.template or not db_exists(args.template):
-        drop_db(source)
-        registry = install(source)
-        seed(registry, args.n)
-    if args.template:
-        copy_db(args.template, args.db)
-    registry = odoo.modules.registry.Registry(args.db)
+    registry = prepared_registry(args, install, lambda r: seed(r, args.n))
     measure(registry, args.n, args.generate)
 
 
