@@ -110,10 +110,9 @@ class FlexSepaBankFile(models.Model):
                     date=fields.Date.to_string(known.create_date.date()),
                 )
             )
-        # Two sessions importing the same file: the second waits here, then sees it.
-        self.env.cr.execute("SELECT pg_advisory_xact_lock(%s)", (int(checksum[:15], 16),))
-        if self.search_count([("company_id", "=", company.id), ("checksum", "=", checksum)]):
-            raise UserError(self.env._("This file was already imported: nothing to do."))
+        # Two sessions importing the same file at once: the second one's INSERT of the
+        # file (first thing below) waits on the unique (company, checksum) index until the
+        # first commits, then fails, and its transaction with it: imported once.
         with self.env.cr.savepoint():
             # sudo: booking statement lines is the bookkeeper's right, which Community's
             # Billing Administrators lack although they post the payments these entries

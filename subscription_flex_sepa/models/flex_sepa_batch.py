@@ -357,13 +357,13 @@ class FlexSepaBatch(models.Model):
                 }
             )
             self._create_payments(journal)
-            for line in self.line_ids:
-                line.write(
+            for (sequence_type, day), lines in self.line_ids.grouped(
+                lambda line: (line.sequence_type, line.collection_date)
+            ).items():
+                lines.write(
                     {
                         "state": "collected",
-                        "pmt_inf_id": self._pmt_inf_id(
-                            line.sequence_type, fields.Date.to_string(line.collection_date)
-                        ),
+                        "pmt_inf_id": self._pmt_inf_id(sequence_type, fields.Date.to_string(day)),
                     }
                 )
             for day, lines in self.line_ids.grouped("collection_date").items():
