@@ -296,6 +296,9 @@ class TestBankFiles(SepaCommon):
         self.assertEqual(invoice.flex_sepa_retry_date, date(2027, 3, 15))  # 10 March + 5 days
         self.assertEqual(first.return_ids.mail_state, "pending")
         self.assertEqual(invoice.flex_sepa_risk, "retry")
+        note = invoice.message_ids.filtered(lambda m: "Direct debit" in (m.body or ""))
+        self.assertIn("AM04 Insufficient funds. Retry 1 of 2", note.body)
+        self.assertFalse(invoice.activity_ids)  # a retry needs nobody yet
         # The customer is told (Odoo's mail queue), once.
         mails = self.env["flex.sepa.return"]._cron_send_mails()
         self.assertEqual(mails, first.return_ids)
