@@ -329,14 +329,20 @@ class FlexSepaBooking(models.AbstractModel):
         cr = env.cr
         lines = env["account.move.line"].browse({line_id for pair in pairs for line_id in pair})
         by_id = {line.id: line for line in lines}
-        rows = []
+        rows, by_odoo = [], []
         for debit_id, credit_id in pairs:
             debit, credit = by_id[debit_id], by_id[credit_id]
-            assert debit.account_id == credit.account_id, "reconcile pairs of one account"
-            assert debit.currency_id == credit.currency_id, "reconcile pairs of one currency"
-            assert not debit.company_currency_id.compare_amounts(
+            if debit.account_id != credit.account_id or debit.currency_id != credit.currency_id:
+                raise ValueError(f"not a pair: {debit} {credit}")
+            if debit.company_currency_id.compare_amounts(
                 debit.amount_residual, -credit.amount_residual
-            ), "reconcile exact pairs only"
+            ) or debit.currency_id.compare_amounts(
+                debit.amount_residual_currency, -credit.amount_residual_currency
+            ):
+                # Not exact in the company's currency (a rate moved since the payment):
+                # Odoo books the exchange difference.
+                by_odoo.append(debit | credit)
+                continue
             rows.append(
                 (
                     debit_id,
@@ -350,6 +356,11 @@ class FlexSepaBooking(models.AbstractModel):
                     max(debit.date, credit.date),
                 )
             )
+        if by_odoo:
+            env["account.move.line"]._reconcile_plan(by_odoo)
+        if not rows:
+            self._recompute_after_reconcile(touched)
+            return
         full_ids = self._next_ids("account_full_reconcile", len(rows))
         uid = int(env.uid)
         execute_values(

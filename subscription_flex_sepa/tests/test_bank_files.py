@@ -149,6 +149,51 @@ class TestBankFiles(SepaCommon):
                 self.assertEqual(amounts, [60.5, 121.0])
                 self.assertSettled(lines["a"] | lines["b"])
 
+    def test_rate_moved_before_settlement(self):
+        """The company keeps its books in another currency than the euro account: a
+        settlement booked at another rate than the payment's goes through Odoo's
+        reconciliation, which books the exchange difference."""
+        _batch, _invoices, lines = self._collect(prices=(("a", 100.0),))
+        self.env["res.currency.rate"].create(
+            {
+                "name": "2027-03-09",
+                "rate": 1.25,
+                "currency_id": self.eur.id,
+                "company_id": self.company.id,
+            }
+        )
+        bank_file = self._import(
+            self._camt053(
+                [
+                    {
+                        "kind": "credit",
+                        "amount": D("121.00"),
+                        "date": date(2027, 3, 9),
+                        "ref": "FX-1",
+                        "end_to_end_id": lines["a"].end_to_end_id,
+                    }
+                ]
+            )
+        )
+        self.assertEqual(bank_file.matched_count, 1)
+        self.assertSettled(lines["a"])
+        st_line = bank_file.entry_ids.statement_line_id
+        # 121.00 EUR at 1.25 EUR per unit of the company's currency = 96.80.
+        liquidity = st_line.move_id.line_ids.filtered(lambda aml: aml.balance > 0)
+        self.assertEqual(liquidity.balance, 96.8)
+        outstanding = lines["a"].payment_id.move_id.line_ids.filtered(
+            lambda aml: aml.account_id == lines["a"].payment_id.outstanding_account_id
+        )
+        self.assertEqual(outstanding.balance, 121.0)  # booked at 1.0 on 8 March
+        self.assertTrue(outstanding.reconciled)
+        exchange = (
+            outstanding.full_reconcile_id.exchange_move_id
+            | outstanding.matched_credit_ids.exchange_move_id
+            | outstanding.full_reconcile_id.partial_reconcile_ids.exchange_move_id
+        )
+        self.assertEqual(len(exchange), 1)
+        self.assertEqual(sum(exchange.line_ids.mapped("debit")), 24.2)  # 121.00 - 96.80
+
     def test_batch_with_details_and_amount_mismatch(self):
         _batch, _invoices, lines = self._collect()
         both = lines["a"] | lines["b"]
