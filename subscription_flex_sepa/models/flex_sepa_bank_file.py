@@ -354,7 +354,7 @@ class FlexSepaBankFile(models.Model):
         )
         keys = [self._entry_key(statement, entry) for entry in entries]
         known = {
-            entry.key: entry
+            entry.key: entry.file_id.name
             for entry in env["flex.sepa.bank.entry"].search(
                 [
                     ("journal_id", "=", journal.id),
@@ -387,14 +387,12 @@ class FlexSepaBankFile(models.Model):
                     {
                         **vals,
                         "state": "duplicate",
-                        "reason": env._(
-                            "Already imported from %(file)s.", file=known[key].file_id.name
-                        ),
+                        "reason": env._("Already imported from %(file)s.", file=known[key]),
                     }
                 )
                 plans.append(None)
                 continue
-            known[key] = env["flex.sepa.bank.entry"]  # twice in this very file
+            known[key] = self.name  # twice in this very file
             plan = matcher.match(entry)
             entry_vals.append({**vals, **plan.entry_vals()})
             plans.append(plan)
@@ -408,17 +406,20 @@ class FlexSepaBankFile(models.Model):
                     "balance_end_real": _to_float(statement.closing),
                 }
             )
-        records = self._create_entries(entry_vals)
         booked = [
-            (record, plan) for record, plan in zip(records, plans, strict=True) if plan is not None
+            (vals, plan) for vals, plan in zip(entry_vals, plans, strict=True) if plan is not None
         ]
         st_lines = env["flex.sepa.booking"]._book_statement_lines(
             journal,
             self.statement_id,
-            [plan.booking_item(journal, record) for record, plan in booked],
+            [plan.booking_item(journal, vals["label"]) for vals, plan in booked],
         )
-        for (record, _plan), st_line in zip(booked, st_lines, strict=True):
-            record.statement_line_id = st_line
+        for (vals, _plan), st_line in zip(booked, st_lines, strict=True):
+            vals["statement_line_id"] = st_line.id
+        records = self._create_entries(entry_vals)
+        booked = [
+            (record, plan) for record, plan in zip(records, plans, strict=True) if plan is not None
+        ]
         _Plan.reconcile(
             env,
             [(plan, st_line.id) for (_r, plan), st_line in zip(booked, st_lines, strict=True)],
@@ -560,7 +561,7 @@ class _Plan:
             )
         return counterparts
 
-    def booking_item(self, journal, record):
+    def booking_item(self, journal, label):
         """The statement line of the entry, for ``flex.sepa.booking``."""
         entry = self.entry
         amount = float(entry.signed_amount)
@@ -568,7 +569,7 @@ class _Plan:
         item = {
             "date": entry.booking_date,
             "amount": amount,
-            "payment_ref": record.label,
+            "payment_ref": label,
             "ref": entry.ref or False,
             "partner_id": partners.pop() if len(partners) == 1 else False,
             "counterparts": None,
@@ -891,7 +892,7 @@ class FlexSepaBankEntry(models.Model):
                 continue
             journal = st_line.journal_id
             booking = self.env["flex.sepa.booking"]
-            item = plan.booking_item(journal, record)
+            item = plan.booking_item(journal, record.label)
             currency = journal.currency_id or journal.company_id.currency_id
             st_line.move_id.with_context(force_delete=True, skip_readonly_check=True).write(
                 {

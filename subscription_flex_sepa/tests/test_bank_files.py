@@ -548,6 +548,20 @@ class TestBankFiles(SepaCommon):
         self.assertFalse(statement.entry_ids.statement_line_id)
         self.assertEqual(len(line.return_ids), 1)
         self.assertEqual(self.env["account.move"].search_count([]), moves)
+        # The same booking twice in one file: booked once.
+        _batch2, _invoices2, lines2 = self._collect(prices=(("b", 50.0),))
+        credit = {
+            "kind": "credit",
+            "amount": D("60.50"),
+            "date": COLLECTED,
+            "ref": "TWICE-1",
+            "end_to_end_id": lines2["b"].end_to_end_id,
+        }
+        twice = self._import(self._camt053([credit, credit], msg_id="TWICE"), "twice.xml")
+        self.assertEqual(twice.entry_ids.mapped("state"), ["matched", "duplicate"])
+        self.assertEqual(twice.entry_ids[1].reason, "Already imported from twice.xml.")
+        self.assertEqual(len(twice.entry_ids.statement_line_id), 1)
+        self.assertSettled(lines2["b"])
 
     def test_pending_entry_listed_not_booked(self):
         _batch, _invoices, lines = self._collect(prices=(("a", 100.0),))
