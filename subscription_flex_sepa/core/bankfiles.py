@@ -191,9 +191,13 @@ class _Reader:
 
     def __init__(self, version):
         self.ns = {"d": NAMESPACE_PREFIX + version}
+        self._paths = {}
 
     def _path(self, path):
-        return "/".join(f"d:{step}" for step in path.split("/"))
+        # A file of 10,000 entries asks for the same few dozen paths 300,000 times.
+        if path not in self._paths:
+            self._paths[path] = "/".join(f"d:{step}" for step in path.split("/"))
+        return self._paths[path]
 
     def find(self, element, path):
         return element.find(self._path(path), self.ns)

@@ -23,6 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from psycopg2.extras import execute_values
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.fields import Command
@@ -32,6 +34,14 @@ from ..core import bankfiles
 
 def _to_float(amount):
     return float(amount) if amount is not None else 0.0
+
+
+def _column_value(vals, column):
+    """An ORM value as its column stores it (False is NULL, numbers stay numbers)."""
+    value = vals.get(column)
+    if column in ("amount", "fee"):
+        return value or 0.0
+    return None if value is False else value
 
 
 def _money(amount):
@@ -463,13 +473,73 @@ class FlexSepaBankFile(models.Model):
         parts = [entry.info] + [tx.info or tx.end_to_end_id or "" for tx in entry.transactions]
         return " ".join(part for part in parts if part)[:250] or (entry.ref or "/")
 
+    ENTRY_COLUMNS = (
+        "key",
+        "journal_id",
+        "date",
+        "amount",
+        "fee",
+        "bank_ref",
+        "pmt_inf_id",
+        "end_to_end_id",
+        "reason_code",
+        "label",
+        "state",
+        "reason",
+        "statement_line_id",
+    )
+
     def _create_entries(self, vals_list):
-        for vals in vals_list:
-            vals["file_id"] = self.id
-            vals["company_id"] = self.company_id.id
-            if vals.get("batch_line_ids"):
-                vals["batch_line_ids"] = [Command.set(vals["batch_line_ids"])]
-        return self.env["flex.sepa.bank.entry"].create(vals_list)
+        """The file's entries, in one INSERT (the ORM's create takes seconds for a file
+        of 10,000: defaults, many2many commands per record); plain columns only."""
+        Entry = self.env["flex.sepa.bank.entry"]
+        if not vals_list:
+            return Entry
+        self.env.flush_all()
+        ids = self.env["flex.sepa.booking"]._next_ids("flex_sepa_bank_entry", len(vals_list))
+        uid = int(self.env.uid)
+        columns = self.ENTRY_COLUMNS
+        execute_values(
+            self.env.cr._obj,
+            f"""
+            INSERT INTO flex_sepa_bank_entry (id, file_id, company_id, {", ".join(columns)},
+                                              create_uid, write_uid, create_date, write_date)
+            SELECT v.*, {uid}, {uid}, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v
+            """,
+            [
+                (
+                    entry_id,
+                    self.id,
+                    self.company_id.id,
+                    *(_column_value(vals, column) for column in columns),
+                )
+                for entry_id, vals in zip(ids, vals_list, strict=True)
+            ],
+            template="(%s, %s, %s, %s, %s::int, %s::date, %s::numeric, %s::numeric, %s, %s, %s, "
+            "%s, %s, %s, %s, %s::int)",
+            page_size=5000,
+        )
+        links = [
+            (entry_id, line_id)
+            for entry_id, vals in zip(ids, vals_list, strict=True)
+            for line_id in vals.get("batch_line_ids") or ()
+        ]
+        if links:
+            execute_values(
+                self.env.cr._obj,
+                "INSERT INTO flex_sepa_bank_entry_debit_rel (entry_id, line_id) VALUES %s",
+                links,
+                page_size=5000,
+            )
+        Entry.invalidate_model()
+        self.invalidate_recordset(["entry_ids"])
+        records = Entry.browse(ids)
+        # The stored counts of the file follow its entries.
+        self.env.add_to_compute(self._fields["entry_count"], self)
+        for fname in ("matched_count", "return_count", "unmatched_count", "duplicate_count"):
+            self.env.add_to_compute(self._fields[fname], self)
+        return records
 
     def action_open_entries(self):
         self.ensure_one()
@@ -852,7 +922,14 @@ class FlexSepaBankEntry(models.Model):
     )
     reason = fields.Char(help="Why the entry was left open or skipped.")
     statement_line_id = fields.Many2one("account.bank.statement.line", readonly=True)
-    batch_line_ids = fields.Many2many("flex.sepa.batch.line", string="Debits", readonly=True)
+    batch_line_ids = fields.Many2many(
+        "flex.sepa.batch.line",
+        relation="flex_sepa_bank_entry_debit_rel",
+        column1="entry_id",
+        column2="line_id",
+        string="Debits",
+        readonly=True,
+    )
     return_ids = fields.One2many("flex.sepa.return", "bank_entry_id")
 
     def init(self):

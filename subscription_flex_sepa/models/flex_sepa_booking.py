@@ -133,8 +133,13 @@ class FlexSepaBooking(models.AbstractModel):
         move_ids = self._next_ids("account_move", len(items))
         st_line_ids = self._next_ids("account_bank_statement_line", len(items))
         uid = self.env.uid
+        # Only the moves of open lines carry the partner (see below).
         partners = self.env["res.partner"].browse(
-            {item["partner_id"] for item in items if item["partner_id"]}
+            {
+                item["partner_id"]
+                for item in items
+                if item["partner_id"] and not item["counterparts"]
+            }
         )
         commercial = {p.id: p.commercial_partner_id.id for p in partners}
         names = {p.id: p.display_name for p in partners}
@@ -304,11 +309,26 @@ class FlexSepaBooking(models.AbstractModel):
             page_size=5000,
         )
         self.env.invalidate_all()
-        # A default Odoo derives from the partner's and the company's bank accounts.
-        moves = self.env["account.move"].browse(move_ids)
-        self.env.add_to_compute(moves._fields["partner_bank_id"], moves)
-        moves.flush_recordset(["partner_bank_id"])
+        self._compute_partner_banks(moves, move_ids)
         return st_line_ids
+
+    def _compute_partner_banks(self, rows, move_ids):
+        """``partner_bank_id``, a default Odoo derives from the move's partner (and the
+        company): computed by Odoo on one move per partner, copied to the others."""
+        by_partner = defaultdict(list)
+        for row, move_id in zip(rows, move_ids, strict=True):
+            by_partner[row[5]].append(move_id)  # the move's partner
+        Move = self.env["account.move"]
+        for ids in by_partner.values():
+            first = Move.browse(ids[0])
+            self.env.add_to_compute(Move._fields["partner_bank_id"], first)
+            first.flush_recordset(["partner_bank_id"])
+            if len(ids) > 1:
+                self.env.cr.execute(
+                    "UPDATE account_move SET partner_bank_id = %s WHERE id = ANY(%s)",
+                    [first.partner_bank_id.id or None, ids[1:]],
+                )
+        Move.browse(move_ids).invalidate_recordset(["partner_bank_id"])
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -505,7 +525,24 @@ class FlexSepaBooking(models.AbstractModel):
         )
         invoices = env["account.move"].browse({row[0] for row in env.cr.fetchall()})
         moves = env["account.move"].browse(receivable_moves)
-        payments = env["account.payment"].browse(payment_ids)
+        # A payment whose outstanding item is reconciled now is matched with the bank
+        # statement: Odoo's _compute_reconciliation_status and _compute_state say so too
+        # (tests compare), at a burst of queries per payment.
+        env.cr.execute(
+            """
+            UPDATE account_payment p
+               SET is_matched = TRUE,
+                   state = CASE WHEN p.state = 'in_process' THEN 'paid' ELSE p.state END
+              FROM account_move_line aml
+             WHERE aml.id = ANY(%s) AND aml.payment_id = p.id
+               AND aml.account_id = p.outstanding_account_id AND aml.reconciled
+            RETURNING p.id
+            """,
+            [lines.ids],
+        )
+        matched = {row[0] for row in env.cr.fetchall()}
+        env["account.payment"].browse(matched).invalidate_recordset(["is_matched", "state"])
+        payments = env["account.payment"].browse(payment_ids - matched)
         for records, fnames in (
             (moves, ("amount_residual", "amount_residual_signed", "payment_state")),
             (payments, ("is_reconciled", "is_matched", "state")),
