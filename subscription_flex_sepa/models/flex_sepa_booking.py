@@ -16,7 +16,7 @@ for the same entry are the same, column by column, and so are their reconciliati
 
 from collections import defaultdict
 
-from markupsafe import escape
+from markupsafe import Markup, escape
 from psycopg2.extras import execute_values
 
 from odoo import api, fields, models
@@ -499,36 +499,19 @@ class FlexSepaBooking(models.AbstractModel):
         return env["account.move.line"].browse(lines)
 
     def _recompute_after_reconcile(self, lines):
-        """What Odoo derives from the reconciliation of ``lines``, in batch: the residual
-        of the moves whose receivables moved, the states of the payments, the payment
-        state of the invoices they pay."""
+        """What Odoo derives from the reconciliation of ``lines``, in batch. A bank file
+        reconciles a payment's outstanding item with the bank's (the payment is now
+        matched) and a payment's receivable with an invoice's or the bank's (the invoice
+        is open or paid). Entries, the payments' and the statement lines' moves, keep their
+        totals: Odoo computes no residual for an entry. So what moves is: the payments
+        matched, the invoices' residuals and their payment states. The first two are set
+        here in SQL, as Odoo's computes set them (``test_bank_booking`` compares); the
+        payment states are Odoo's own computation."""
         env = self.env
-        env.cr.execute(
-            """
-            SELECT DISTINCT aml.move_id, m.origin_payment_id, a.account_type
-              FROM account_move_line aml
-              JOIN account_move m ON m.id = aml.move_id
-              JOIN account_account a ON a.id = aml.account_id
-             WHERE aml.id = ANY(%s)
-            """,
-            [lines.ids],
-        )
-        receivable_moves, payment_ids = set(), set()
-        for move_id, payment_id, account_type in env.cr.fetchall():
-            if account_type in ("asset_receivable", "liability_payable"):
-                receivable_moves.add(move_id)
-            if payment_id:
-                payment_ids.add(payment_id)
-        env.cr.execute(
-            "SELECT invoice_id FROM account_move__account_payment WHERE payment_id = ANY(%s)",
-            [list(payment_ids)],
-        )
-        invoices = env["account.move"].browse({row[0] for row in env.cr.fetchall()})
-        moves = env["account.move"].browse(receivable_moves)
-        # A payment whose outstanding item is reconciled now is matched with the bank
-        # statement: Odoo's _compute_reconciliation_status and _compute_state say so too
-        # (tests compare), at a burst of queries per payment.
-        env.cr.execute(
+        cr = env.cr
+        # _compute_reconciliation_status / _compute_state: the outstanding item is
+        # reconciled, so the payment is matched, and paid when it was in process.
+        cr.execute(
             """
             UPDATE account_payment p
                SET is_matched = TRUE,
@@ -536,21 +519,44 @@ class FlexSepaBooking(models.AbstractModel):
               FROM account_move_line aml
              WHERE aml.id = ANY(%s) AND aml.payment_id = p.id
                AND aml.account_id = p.outstanding_account_id AND aml.reconciled
-            RETURNING p.id
             """,
             [lines.ids],
         )
-        matched = {row[0] for row in env.cr.fetchall()}
-        env["account.payment"].browse(matched).invalidate_recordset(["is_matched", "state"])
-        payments = env["account.payment"].browse(payment_ids - matched)
-        for records, fnames in (
-            (moves, ("amount_residual", "amount_residual_signed", "payment_state")),
-            (payments, ("is_reconciled", "is_matched", "state")),
-            (invoices, ("payment_state",)),
-        ):
-            for fname in fnames if records else ():
-                env.add_to_compute(records._fields[fname], records)
-        env.flush_all()
+        # _compute_amount of an invoice: the residual of its payment-term items.
+        cr.execute(
+            """
+            UPDATE account_move m
+               SET amount_residual = CASE
+                       WHEN m.move_type IN ('in_invoice', 'out_refund', 'in_receipt')
+                       THEN -s.residual_currency ELSE s.residual_currency END,
+                   amount_residual_signed = s.residual
+              FROM (SELECT move_id, SUM(amount_residual_currency) AS residual_currency,
+                           SUM(amount_residual) AS residual
+                      FROM account_move_line
+                     WHERE move_id IN (SELECT move_id FROM account_move_line WHERE id = ANY(%s))
+                       AND display_type = 'payment_term'
+                     GROUP BY move_id) s
+             WHERE m.id = s.move_id AND m.move_type != 'entry'
+            RETURNING m.id
+            """,
+            [lines.ids],
+        )
+        invoice_ids = {row[0] for row in cr.fetchall()}
+        cr.execute(
+            """
+            SELECT rel.invoice_id
+              FROM account_move__account_payment rel
+              JOIN account_move_line aml ON aml.payment_id = rel.payment_id
+             WHERE aml.id = ANY(%s)
+            """,
+            [lines.ids],
+        )
+        invoice_ids.update(row[0] for row in cr.fetchall())
+        env.invalidate_all()
+        invoices = env["account.move"].browse(invoice_ids)
+        if invoices:
+            env.add_to_compute(invoices._fields["payment_state"], invoices)
+            invoices.flush_recordset(["payment_state"])
 
     # ------------------------------------------------------------------ chatter
 
@@ -574,11 +580,11 @@ class FlexSepaBooking(models.AbstractModel):
             "WHERE table_name = 'mail_message' AND table_schema = current_schema()"
         )
         constant = [row[0] for row in env.cr.fetchall() if row[0] not in varying]
-        body_field = env["mail.message"]._fields["body"]
 
         def body_html(body):
-            # What message_post stores: the text escaped, then sanitized by the field.
-            return str(body_field.convert_to_column(escape(body), env["mail.message"]))
+            # What message_post stores for a one-line text: escaped, then put in a
+            # paragraph by the field's sanitizer (the test compares with message_post).
+            return str(Markup("<p>%s</p>") % escape(body))
 
         names = {}
         for note_model, ids in _group_ids(notes[1:]).items():

@@ -183,12 +183,22 @@ class FlexSepaReturn(models.Model):
                     **self._decide(policy, tries[line.invoice_id], vals["date"], line),
                 }
             )
-        returns = self.create(vals_list)
+        # No creation message or follower per return: the file made them, and a camt.054
+        # may bring 10,000 (the invoice's chatter gets the note below).
+        returns = self.with_context(tracking_disable=True).create(vals_list).with_env(env)
         for state, rets in returns.grouped(
             lambda r: "rejected" if r.return_type == "reject" else "returned"
         ).items():
             rets.batch_line_id.write({"state": state})
-        returns.payment_id.write({"state": "rejected"})
+        # The payments' state, for thousands: what the ORM write would store, without its
+        # tracking message per payment (the return records the change) or the recompute
+        # of their invoices' totals, which a payment's state does not change.
+        env.flush_all()
+        env.cr.execute(
+            "UPDATE account_payment SET state = 'rejected' WHERE id = ANY(%s)",
+            [returns.payment_id.ids],
+        )
+        returns.payment_id.invalidate_recordset(["state"])
         returns._apply_policies()
         returns._reinvoice_fees()
         if returns.filtered(lambda r: r.mail_state == "pending"):
