@@ -180,12 +180,14 @@ class FlexSepaReturn(models.Model):
                     or (policy.code == vals["reason_code"] and policy.name)
                     or env["flex.sepa.return.reason"]._meaning(vals["reason_code"]),
                     "mail_state": "pending" if policy.notify_customer else "none",
+                    # the stored related and computed fields, known here
+                    "batch_id": line.batch_id.id,
+                    "subscription_id": line.invoice_id.flex_subscription_id.id,
+                    "name": f"{line.invoice_id.name} {vals['reason_code'] or ''}".strip(),
                     **self._decide(policy, tries[line.invoice_id], vals["date"], line),
                 }
             )
-        # No creation message or follower per return: the file made them, and a camt.054
-        # may bring 10,000 (the invoice's chatter gets the note below).
-        returns = self.with_context(tracking_disable=True).create(vals_list).with_env(env)
+        returns = self._insert(vals_list)
         for state, rets in returns.grouped(
             lambda r: "rejected" if r.return_type == "reject" else "returned"
         ).items():
@@ -204,6 +206,69 @@ class FlexSepaReturn(models.Model):
         if returns.filtered(lambda r: r.mail_state == "pending"):
             env.ref("subscription_flex_sepa.ir_cron_flex_sepa_return_mail")._trigger()
         return returns
+
+    RETURN_COLUMNS = (
+        "name",
+        "company_id",
+        "return_type",
+        "batch_line_id",
+        "batch_id",
+        "invoice_id",
+        "subscription_id",
+        "partner_id",
+        "mandate_id",
+        "payment_id",
+        "end_to_end_id",
+        "reason_code",
+        "reason_id",
+        "reason",
+        "bank_info",
+        "date",
+        "amount",
+        "fee",
+        "statement_line_id",
+        "bank_entry_id",
+        "action",
+        "outcome",
+        "retry_date",
+        "mail_state",
+    )
+
+    @api.model
+    def _insert(self, vals_list):
+        """The returns, in one INSERT: the ORM's create of a mail.thread record costs
+        about 2 ms each, 20 s for a camt.054 of 10,000 returns. Every column is prepared
+        by ``_create_from_bank`` (related and computed ones included); the invoice's
+        chatter gets the note, the return record starts without messages."""
+        self.env.flush_all()
+        columns = self.RETURN_COLUMNS
+        ids = self.env["flex.sepa.booking"]._next_ids("flex_sepa_return", len(vals_list))
+        uid = int(self.env.uid)
+        execute_values(
+            self.env.cr._obj,
+            f"""
+            INSERT INTO flex_sepa_return (id, {", ".join(columns)},
+                                          create_uid, write_uid, create_date, write_date)
+            SELECT v.*, {uid}, {uid}, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+              FROM (VALUES %s) AS v
+            """,
+            [
+                (
+                    return_id,
+                    *(
+                        vals.get(column) if vals.get(column) is not False else None
+                        for column in columns
+                    ),
+                )
+                for return_id, vals in zip(ids, vals_list, strict=True)
+            ],
+            template="(%s, %s, %s::int, %s, %s::int, %s::int, %s::int, %s::int, %s::int, "
+            "%s::int, %s::int, %s, %s, %s::int, %s, %s, %s::date, %s::numeric, %s::numeric, "
+            "%s::int, %s::int, %s, %s, %s::date, %s)",
+            page_size=5000,
+        )
+        self.invalidate_model()
+        return self.browse(ids)
 
     def _decide(self, policy, tries, day, line):
         """The policy's decision for one return (``tries``: how many times this invoice
