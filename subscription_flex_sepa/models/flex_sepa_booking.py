@@ -548,7 +548,8 @@ class FlexSepaBooking(models.AbstractModel):
                SET amount_residual = CASE
                        WHEN m.move_type IN ('in_invoice', 'out_refund', 'in_receipt')
                        THEN -s.residual_currency ELSE s.residual_currency END,
-                   amount_residual_signed = s.residual
+                   amount_residual_signed = s.residual,
+                   write_uid = %s, write_date = now() AT TIME ZONE 'UTC'
               FROM (SELECT move_id, SUM(amount_residual_currency) AS residual_currency,
                            SUM(amount_residual) AS residual
                       FROM account_move_line
@@ -558,7 +559,7 @@ class FlexSepaBooking(models.AbstractModel):
              WHERE m.id = s.move_id AND m.move_type != 'entry'
             RETURNING m.id
             """,
-            [lines.ids],
+            [env.uid, lines.ids],
         )
         invoice_ids = {row[0] for row in cr.fetchall()}
         cr.execute(
@@ -572,10 +573,63 @@ class FlexSepaBooking(models.AbstractModel):
         )
         invoice_ids.update(row[0] for row in cr.fetchall())
         env.invalidate_all()
-        invoices = env["account.move"].browse(invoice_ids)
+        invoices = env["account.move"].browse(
+            invoice_ids - self._set_plain_payment_states(invoice_ids)
+        )
         if invoices:
             env.add_to_compute(invoices._fields["payment_state"], invoices)
             invoices.flush_recordset(["payment_state"])
+
+    def _set_plain_payment_states(self, invoice_ids):
+        """The payment state of the invoices whose state is plain, in SQL: fully open
+        with no reconciliation (*not paid*), or fully paid by payments all matched with the
+        bank (*paid*), as ``_compute_payment_state`` says; returns their ids (Odoo computes
+        the others: partial, in payment, reversed...)."""
+        if not invoice_ids:
+            return set()
+        cr = self.env.cr
+        cr.execute(
+            """
+            WITH parts AS (
+                SELECT l.move_id,
+                       bool_and(pay.id IS NOT NULL AND pay.is_matched) AS all_matched
+                  FROM account_move_line l
+                  JOIN account_partial_reconcile p
+                    ON l.id IN (p.debit_move_id, p.credit_move_id)
+                  JOIN account_move_line other
+                    ON other.id = CASE WHEN p.debit_move_id = l.id THEN p.credit_move_id
+                                       ELSE p.debit_move_id END
+                  JOIN account_move om ON om.id = other.move_id
+             LEFT JOIN account_payment pay ON pay.id = om.origin_payment_id
+                 WHERE l.move_id = ANY(%(ids)s) AND l.display_type = 'payment_term'
+                   AND other.move_id != l.move_id
+                 GROUP BY l.move_id
+            ), states AS (
+                SELECT m.id,
+                       CASE WHEN parts.move_id IS NULL AND m.amount_residual = m.amount_total
+                                 AND m.amount_total != 0
+                            THEN 'not_paid'
+                            WHEN parts.all_matched AND m.amount_residual = 0
+                                 AND m.amount_total != 0
+                            THEN 'paid'
+                       END AS state
+                  FROM account_move m
+             LEFT JOIN parts ON parts.move_id = m.id
+                 WHERE m.id = ANY(%(ids)s) AND m.state = 'posted'
+                   AND m.move_type IN ('out_invoice', 'out_refund', 'in_invoice', 'in_refund')
+            )
+            UPDATE account_move m
+               SET payment_state = states.state, write_uid = %(uid)s,
+                   write_date = now() AT TIME ZONE 'UTC'
+              FROM states
+             WHERE m.id = states.id AND states.state IS NOT NULL
+            RETURNING m.id
+            """,
+            {"ids": list(invoice_ids), "uid": self.env.uid},
+        )
+        done = {row[0] for row in cr.fetchall()}
+        self.env["account.move"].browse(done).invalidate_recordset(["payment_state"])
+        return done
 
     # ------------------------------------------------------------------ chatter
 
