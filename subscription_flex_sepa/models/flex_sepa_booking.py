@@ -221,7 +221,7 @@ class FlexSepaBooking(models.AbstractModel):
                 invoice_currency_rate, is_storno, made_sequence_gap,
                 journal_id, company_id, currency_id, sequence_prefix, state, move_type,
                 auto_post, payment_state, always_tax_exigible, checked, posted_before,
-                is_manually_modified,
+                is_manually_modified, partner_bank_id,
                 create_uid, write_uid, create_date, write_date)
             SELECT v.id, v.name, v.number, v.date, v.ref, v.partner_id, v.commercial_id,
                    v.partner_name, v.total_signed, v.total_currency, v.total_currency,
@@ -229,6 +229,8 @@ class FlexSepaBooking(models.AbstractModel):
                    t.journal_id, t.company_id, t.currency_id, t.sequence_prefix, t.state,
                    t.move_type, t.auto_post, t.payment_state, t.always_tax_exigible,
                    t.checked, t.posted_before, t.is_manually_modified,
+                   CASE WHEN v.partner_id IS NOT DISTINCT FROM t.partner_id
+                        THEN t.partner_bank_id END,
                    %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
               FROM (VALUES %%s) AS v(id, name, number, date, ref, partner_id, commercial_id,
                                      partner_name, total_signed, total_currency, due)
@@ -310,15 +312,17 @@ class FlexSepaBooking(models.AbstractModel):
             page_size=5000,
         )
         self.env.invalidate_all()
-        self._compute_partner_banks(moves, move_ids)
+        self._compute_partner_banks(moves, move_ids, move)
         return st_line_ids
 
-    def _compute_partner_banks(self, rows, move_ids):
+    def _compute_partner_banks(self, rows, move_ids, template):
         """``partner_bank_id``, a default Odoo derives from the move's partner (and the
-        company): computed by Odoo on one move per partner, copied to the others."""
+        company): the template's for moves of its partner (set by the INSERT), else
+        computed by Odoo on one move per partner and copied to the others."""
         by_partner = defaultdict(list)
         for row, move_id in zip(rows, move_ids, strict=True):
-            by_partner[row[5]].append(move_id)  # the move's partner
+            if row[5] != (template.partner_id.id or None):  # the move's partner
+                by_partner[row[5]].append(move_id)
         Move = self.env["account.move"]
         for ids in by_partner.values():
             first = Move.browse(ids[0])
@@ -590,20 +594,27 @@ class FlexSepaBooking(models.AbstractModel):
         cr = self.env.cr
         cr.execute(
             """
-            WITH parts AS (
-                SELECT l.move_id,
-                       bool_and(pay.id IS NOT NULL AND pay.is_matched) AS all_matched
+            WITH links AS (
+                -- each side of the partials on the invoices' payment terms (two joins
+                -- that use the partials' indexes)
+                SELECT l.move_id, p.credit_move_id AS other_id
                   FROM account_move_line l
-                  JOIN account_partial_reconcile p
-                    ON l.id IN (p.debit_move_id, p.credit_move_id)
-                  JOIN account_move_line other
-                    ON other.id = CASE WHEN p.debit_move_id = l.id THEN p.credit_move_id
-                                       ELSE p.debit_move_id END
+                  JOIN account_partial_reconcile p ON p.debit_move_id = l.id
+                 WHERE l.move_id = ANY(%(ids)s) AND l.display_type = 'payment_term'
+                 UNION ALL
+                SELECT l.move_id, p.debit_move_id
+                  FROM account_move_line l
+                  JOIN account_partial_reconcile p ON p.credit_move_id = l.id
+                 WHERE l.move_id = ANY(%(ids)s) AND l.display_type = 'payment_term'
+            ), parts AS (
+                SELECT links.move_id,
+                       bool_and(pay.id IS NOT NULL AND pay.is_matched) AS all_matched
+                  FROM links
+                  JOIN account_move_line other ON other.id = links.other_id
                   JOIN account_move om ON om.id = other.move_id
              LEFT JOIN account_payment pay ON pay.id = om.origin_payment_id
-                 WHERE l.move_id = ANY(%(ids)s) AND l.display_type = 'payment_term'
-                   AND other.move_id != l.move_id
-                 GROUP BY l.move_id
+                 WHERE other.move_id != links.move_id
+                 GROUP BY links.move_id
             ), states AS (
                 SELECT m.id,
                        CASE WHEN parts.move_id IS NULL AND m.amount_residual = m.amount_total
