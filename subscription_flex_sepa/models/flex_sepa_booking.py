@@ -6,7 +6,9 @@ journal items in about 5 ms: a camt.053 of 10,000 entries would take minutes. A 
 only ever books the same simple shape (one liquidity item, counterparts of known
 accounts, partners and amounts, no tax, no analytic) and reconciles exact pairs (the
 same amount, currency and account), so both are written here in a few statements per
-file (SQL, parameterised), then Odoo's own computes fill every derived field in batch.
+file (SQL, parameterised). The fields Odoo derives from them are set the way its computes
+set them: the plain cases (payments matched, invoice residuals, *not paid* / *paid*) in SQL,
+the others by Odoo's own computes in batch.
 
 The first statement line of each month is still created by the ORM: it takes the next
 number of the journal's sequence (with Odoo's lock on it) and tells the format the others
@@ -341,9 +343,11 @@ class FlexSepaBooking(models.AbstractModel):
     def _reconcile_pairs(self, pairs, touched=None):
         """Reconcile exact pairs of journal items (``(debit_line, credit_line)``: same
         account, same currency, opposite open amounts) in a few statements: one partial
-        and one full reconciliation each, as Odoo's ``reconcile`` makes them; then Odoo
-        recomputes the residuals, the payments' and the invoices' states (also of the
-        ``touched`` journal items, unreconciled just before)."""
+        and one full reconciliation each, as Odoo's ``reconcile`` makes them; then the
+        residuals, the payments' and the invoices' states follow
+        (``_recompute_after_reconcile``, also for the ``touched`` journal items,
+        unreconciled just before). A pair that is not exact in the company's currency goes
+        through Odoo's ``_reconcile_plan``, which books the exchange difference."""
         touched = touched or self.env["account.move.line"]
         if not pairs:
             if touched:
