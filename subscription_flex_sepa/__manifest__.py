@@ -28,6 +28,7 @@
         "views/res_config_settings_views.xml",
         "views/flex_subscription_views.xml",
         "views/subscription_flex_sepa_menus.xml",
+        "report/flex_sepa_mandate_report.xml",
     ],
     "demo": ["demo/subscription_flex_sepa_demo.xml"],
 }

@@ -1,0 +1,3 @@
+from . import flex_plan
+from . import flex_plan_line
+from . import flex_subscription

@@ -1,0 +1,3 @@
+from . import test_portal_security
+from . import test_portal_changes
+from . import test_portal_tours
