@@ -178,7 +178,6 @@ class FlexSepaBooking(models.AbstractModel):
             st_lines.append(
                 (
                     st_line_id,
-                    move_id,
                     statement.id or None,
                     sequence,
                     partner_id,
@@ -210,67 +209,59 @@ class FlexSepaBooking(models.AbstractModel):
                     )
                 )
         # The move, as the ORM leaves a statement line's move (constant columns from the
-        # template: journal, company, currency, state, type, flags).
+        # template: journal, company, currency, state, type, flags), and its statement
+        # line, in one statement: each refers to the other, and PostgreSQL checks both
+        # foreign keys at the end of the statement (no UPDATE of the moves afterwards).
         execute_values(
             cr._obj,
             """
-            INSERT INTO account_move (
-                id, name, sequence_number, date, ref, partner_id, commercial_partner_id,
-                invoice_partner_display_name, amount_total_signed,
-                amount_total_in_currency_signed, amount_total, invoice_date_due,
-                amount_untaxed, amount_tax, amount_residual, amount_untaxed_signed,
-                amount_untaxed_in_currency_signed, amount_tax_signed, amount_residual_signed,
-                invoice_currency_rate, is_storno, made_sequence_gap,
-                journal_id, company_id, currency_id, sequence_prefix, state, move_type,
-                auto_post, payment_state, always_tax_exigible, checked, posted_before,
-                is_manually_modified, partner_bank_id,
-                create_uid, write_uid, create_date, write_date)
-            SELECT v.id, v.name, v.number, v.date, v.ref, v.partner_id, v.commercial_id,
-                   v.partner_name, v.total_signed, v.total_currency, v.total_currency,
-                   v.due, 0, 0, 0, 0, 0, 0, 0, 0, FALSE, FALSE,
-                   t.journal_id, t.company_id, t.currency_id, t.sequence_prefix, t.state,
-                   t.move_type, t.auto_post, t.payment_state, t.always_tax_exigible,
-                   t.checked, t.posted_before, t.is_manually_modified,
-                   CASE WHEN v.partner_id IS NOT DISTINCT FROM t.partner_id
-                        THEN t.partner_bank_id END,
-                   %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
-              FROM (VALUES %%s) AS v(id, name, number, date, ref, partner_id, commercial_id,
-                                     partner_name, total_signed, total_currency, due)
-              JOIN account_move t ON t.id = %(template)s
-            """
-            % {"uid": int(uid), "template": int(move.id)},
-            moves,
-            template="(%s, %s, %s, %s::date, %s, %s::int, %s::int, %s, %s::numeric, "
-            "%s::numeric, %s::date)",
-            page_size=5000,
-        )
-        execute_values(
-            cr._obj,
-            """
+            WITH v(id, name, number, date, ref, partner_id, commercial_id, partner_name,
+                   total_signed, total_currency, due, st_line_id, statement_id, sequence,
+                   st_partner_id, payment_ref, amount, internal_index, residual,
+                   reconciled) AS (VALUES %%s),
+            moves AS (
+                INSERT INTO account_move (
+                    id, name, sequence_number, date, ref, partner_id, commercial_partner_id,
+                    invoice_partner_display_name, amount_total_signed,
+                    amount_total_in_currency_signed, amount_total, invoice_date_due,
+                    amount_untaxed, amount_tax, amount_residual, amount_untaxed_signed,
+                    amount_untaxed_in_currency_signed, amount_tax_signed,
+                    amount_residual_signed, invoice_currency_rate, is_storno,
+                    made_sequence_gap, statement_line_id,
+                    journal_id, company_id, currency_id, sequence_prefix, state, move_type,
+                    auto_post, payment_state, always_tax_exigible, checked, posted_before,
+                    is_manually_modified, partner_bank_id,
+                    create_uid, write_uid, create_date, write_date)
+                SELECT v.id, v.name, v.number, v.date, v.ref, v.partner_id, v.commercial_id,
+                       v.partner_name, v.total_signed, v.total_currency, v.total_currency,
+                       v.due, 0, 0, 0, 0, 0, 0, 0, 0, FALSE, FALSE, v.st_line_id,
+                       t.journal_id, t.company_id, t.currency_id, t.sequence_prefix, t.state,
+                       t.move_type, t.auto_post, t.payment_state, t.always_tax_exigible,
+                       t.checked, t.posted_before, t.is_manually_modified,
+                       CASE WHEN v.partner_id IS NOT DISTINCT FROM t.partner_id
+                            THEN t.partner_bank_id END,
+                       %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+                  FROM v JOIN account_move t ON t.id = %(template_move)s
+            )
             INSERT INTO account_bank_statement_line (
                 id, move_id, statement_id, sequence, partner_id, payment_ref, amount,
                 internal_index, amount_residual, is_reconciled, amount_currency,
                 journal_id, company_id, currency_id,
                 create_uid, write_uid, create_date, write_date)
-            SELECT v.id, v.move_id, v.statement_id, v.sequence, v.partner_id,
+            SELECT v.st_line_id, v.id, v.statement_id, v.sequence, v.st_partner_id,
                    v.payment_ref, v.amount, v.internal_index, v.residual, v.reconciled, 0,
                    t.journal_id, t.company_id, t.currency_id,
                    %(uid)s, %(uid)s, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
-              FROM (VALUES %%s) AS v(id, move_id, statement_id, sequence, partner_id,
-                                     payment_ref, amount, internal_index, residual,
-                                     reconciled)
-              JOIN account_bank_statement_line t ON t.id = %(template)s
+              FROM v JOIN account_bank_statement_line t ON t.id = %(template)s
             """
-            % {"uid": int(uid), "template": int(template.id)},
-            st_lines,
-            template="(%s, %s, %s::int, %s, %s::int, %s, %s::numeric, %s, %s::numeric, %s)",
-            page_size=5000,
-        )
-        execute_values(
-            cr._obj,
-            "UPDATE account_move m SET statement_line_id = v.st_line_id "
-            "FROM (VALUES %s) AS v(move_id, st_line_id) WHERE m.id = v.move_id",
-            list(zip(move_ids, st_line_ids, strict=True)),
+            % {"uid": int(uid), "template_move": int(move.id), "template": int(template.id)},
+            [
+                (*move_row, *st_line_row)
+                for move_row, st_line_row in zip(moves, st_lines, strict=True)
+            ],
+            template="(%s, %s, %s, %s::date, %s, %s::int, %s::int, %s, %s::numeric, "
+            "%s::numeric, %s::date, %s, %s::int, %s, %s::int, %s, %s::numeric, %s, "
+            "%s::numeric, %s)",
             page_size=5000,
         )
         execute_values(
