@@ -522,9 +522,9 @@ class FlexSepaBooking(models.AbstractModel):
         matched) and a payment's receivable with an invoice's or the bank's (the invoice
         is open or paid). Entries, the payments' and the statement lines' moves, keep their
         totals: Odoo computes no residual for an entry. So what moves is: the payments
-        matched, the invoices' residuals and their payment states. The first two are set
-        here in SQL, as Odoo's computes set them (``test_bank_booking`` compares); the
-        payment states are Odoo's own computation."""
+        matched, the invoices' residuals and their payment states. They are set here in
+        SQL, as Odoo's computes set them (``test_bank_booking`` compares), but for the
+        payment states that are not plain, which are Odoo's own computation."""
         env = self.env
         cr = env.cr
         # _compute_reconciliation_status / _compute_state: the outstanding item is
@@ -540,56 +540,50 @@ class FlexSepaBooking(models.AbstractModel):
             """,
             [lines.ids],
         )
-        # _compute_amount of an invoice: the residual of its payment-term items.
+        # The invoices concerned: those of the items, and those their payments pay.
         cr.execute(
             """
-            UPDATE account_move m
-               SET amount_residual = CASE
-                       WHEN m.move_type IN ('in_invoice', 'out_refund', 'in_receipt')
-                       THEN -s.residual_currency ELSE s.residual_currency END,
-                   amount_residual_signed = s.residual,
-                   write_uid = %s, write_date = now() AT TIME ZONE 'UTC'
-              FROM (SELECT move_id, SUM(amount_residual_currency) AS residual_currency,
-                           SUM(amount_residual) AS residual
-                      FROM account_move_line
-                     WHERE move_id IN (SELECT move_id FROM account_move_line WHERE id = ANY(%s))
-                       AND display_type = 'payment_term'
-                     GROUP BY move_id) s
-             WHERE m.id = s.move_id AND m.move_type != 'entry'
-            RETURNING m.id
-            """,
-            [env.uid, lines.ids],
-        )
-        invoice_ids = {row[0] for row in cr.fetchall()}
-        cr.execute(
-            """
+            SELECT DISTINCT m.id
+              FROM account_move_line aml
+              JOIN account_move m ON m.id = aml.move_id
+             WHERE aml.id = ANY(%(ids)s) AND m.move_type != 'entry'
+             UNION
             SELECT rel.invoice_id
               FROM account_move__account_payment rel
               JOIN account_move_line aml ON aml.payment_id = rel.payment_id
-             WHERE aml.id = ANY(%s)
+             WHERE aml.id = ANY(%(ids)s)
             """,
-            [lines.ids],
+            {"ids": lines.ids},
         )
-        invoice_ids.update(row[0] for row in cr.fetchall())
+        invoice_ids = [row[0] for row in cr.fetchall()]
         env.invalidate_all()
         invoices = env["account.move"].browse(
-            invoice_ids - self._set_plain_payment_states(invoice_ids)
+            set(invoice_ids) - self._set_residuals_and_plain_payment_states(invoice_ids)
         )
         if invoices:
             env.add_to_compute(invoices._fields["payment_state"], invoices)
             invoices.flush_recordset(["payment_state"])
 
-    def _set_plain_payment_states(self, invoice_ids):
-        """The payment state of the invoices whose state is plain, in SQL: fully open
-        with no reconciliation (*not paid*), or fully paid by payments all matched with the
-        bank (*paid*), as ``_compute_payment_state`` says; returns their ids (Odoo computes
-        the others: partial, in payment, reversed...)."""
+    def _set_residuals_and_plain_payment_states(self, invoice_ids):
+        """In one UPDATE of the invoices (each UPDATE of thousands of moves costs a second:
+        every index of ``account_move`` gets a new entry): their residuals, as
+        ``_compute_amount`` sets them from the payment-term items, and the payment state
+        of those whose state is plain, fully open with no reconciliation (*not paid*) or
+        fully paid by payments all matched with the bank (*paid*), as
+        ``_compute_payment_state`` says. Returns the ids of the latter; Odoo computes the
+        others (partial, in payment, reversed...)."""
         if not invoice_ids:
             return set()
         cr = self.env.cr
         cr.execute(
             """
-            WITH links AS (
+            WITH residuals AS (
+                SELECT move_id, SUM(amount_residual_currency) AS residual_currency,
+                       SUM(amount_residual) AS residual
+                  FROM account_move_line
+                 WHERE move_id = ANY(%(ids)s) AND display_type = 'payment_term'
+                 GROUP BY move_id
+            ), links AS (
                 -- each side of the partials on the invoices' payment terms (two joins
                 -- that use the partials' indexes)
                 SELECT l.move_id, p.credit_move_id AS other_id
@@ -610,31 +604,44 @@ class FlexSepaBooking(models.AbstractModel):
              LEFT JOIN account_payment pay ON pay.id = om.origin_payment_id
                  WHERE other.move_id != links.move_id
                  GROUP BY links.move_id
-            ), states AS (
+            ), new AS (
                 SELECT m.id,
-                       CASE WHEN parts.move_id IS NULL AND m.amount_residual = m.amount_total
-                                 AND m.amount_total != 0
+                       CASE WHEN m.move_type IN ('in_invoice', 'out_refund', 'in_receipt')
+                            THEN -r.residual_currency ELSE r.residual_currency END
+                           AS residual,
+                       r.residual AS residual_signed,
+                       CASE WHEN m.state != 'posted' OR m.move_type NOT IN (
+                                 'out_invoice', 'out_refund', 'in_invoice', 'in_refund')
+                            THEN NULL
+                            WHEN parts.move_id IS NULL AND m.amount_total != 0
+                                 AND (CASE WHEN m.move_type IN ('in_invoice', 'out_refund',
+                                                                'in_receipt')
+                                           THEN -r.residual_currency
+                                           ELSE r.residual_currency END) = m.amount_total
                             THEN 'not_paid'
-                            WHEN parts.all_matched AND m.amount_residual = 0
+                            WHEN parts.all_matched AND r.residual_currency = 0
                                  AND m.amount_total != 0
                             THEN 'paid'
                        END AS state
                   FROM account_move m
+                  JOIN residuals r ON r.move_id = m.id
              LEFT JOIN parts ON parts.move_id = m.id
-                 WHERE m.id = ANY(%(ids)s) AND m.state = 'posted'
-                   AND m.move_type IN ('out_invoice', 'out_refund', 'in_invoice', 'in_refund')
+                 WHERE m.move_type != 'entry'
             )
             UPDATE account_move m
-               SET payment_state = states.state, write_uid = %(uid)s,
-                   write_date = now() AT TIME ZONE 'UTC'
-              FROM states
-             WHERE m.id = states.id AND states.state IS NOT NULL
-            RETURNING m.id
+               SET amount_residual = new.residual, amount_residual_signed = new.residual_signed,
+                   payment_state = COALESCE(new.state, m.payment_state),
+                   write_uid = %(uid)s, write_date = now() AT TIME ZONE 'UTC'
+              FROM new
+             WHERE m.id = new.id
+            RETURNING m.id, new.state IS NOT NULL
             """,
             {"ids": list(invoice_ids), "uid": self.env.uid},
         )
-        done = {row[0] for row in cr.fetchall()}
-        self.env["account.move"].browse(done).invalidate_recordset(["payment_state"])
+        done = {move_id for move_id, plain in cr.fetchall() if plain}
+        self.env["account.move"].browse(invoice_ids).invalidate_recordset(
+            ["amount_residual", "amount_residual_signed", "payment_state"]
+        )
         return done
 
     # ------------------------------------------------------------------ chatter
