@@ -118,12 +118,15 @@ class AccountMove(models.Model):
             self.invalidate_model(["flex_sepa_risk", "flex_sepa_risk_date"])
         return self.browse([change[0] for change in changes])
 
-    def _flex_sepa_risk(self, today, line, returned):
+    def _flex_sepa_risk(self, today, line, returned, hold=None):
+        """The invoice's risk (see ``_flex_sepa_update_risk``); ``hold``: the hold it is
+        about to get, when not yet written (``"none"`` for no hold)."""
         self.ensure_one()
         unpaid = self.payment_state in ("not_paid", "partial")
-        if unpaid and self.flex_sepa_hold == "dispute":
+        hold = (hold if hold != "none" else False) if hold is not None else self.flex_sepa_hold
+        if unpaid and hold == "dispute":
             return "dispute"
-        if unpaid and self.flex_sepa_hold:
+        if unpaid and hold:
             return "returned"
         if returned and (unpaid or (line and line.state == "collected")):
             return "retry"

@@ -307,29 +307,44 @@ class FlexSepaReturn(models.Model):
         mandates suspended or closed, a first debit rejected, activities, chatter."""
         env = self.env
         holds = {"suspend": "mandate", "close": "mandate", "dispute": "dispute", "manual": "manual"}
-        # Two technical columns of the invoices, nothing computed from them: one UPDATE
-        # for thousands of invoices instead of Odoo's per-invoice write checks.
+        today = fields.Date.context_today(self)
+        rows = []
+        for ret in self:
+            hold = None if ret.action == "retry" else holds[ret.action]
+            # The invoice's new risk, as _flex_sepa_update_risk will find it after the
+            # import (which then has nothing to write for these invoices).
+            risk = ret.invoice_id._flex_sepa_risk(today, ret.batch_line_id, True, hold or "none")
+            rows.append(
+                (
+                    ret.invoice_id.id,
+                    ret.retry_date or None,
+                    hold,
+                    risk or None,
+                    today if risk else None,
+                )
+            )
+        # Four technical columns of the invoices, nothing computed from them: one UPDATE
+        # for thousands of invoices instead of Odoo's per-invoice write checks (each
+        # UPDATE of thousands of moves costs a second: every index gets a new entry).
         env.flush_all()
         execute_values(
             env.cr._obj,
             """
             UPDATE account_move m
                SET flex_sepa_retry_date = COALESCE(v.retry, m.flex_sepa_retry_date),
-                   flex_sepa_hold = v.hold
-              FROM (VALUES %s) AS v(id, retry, hold) WHERE m.id = v.id
+                   flex_sepa_hold = v.hold,
+                   flex_sepa_risk = v.risk,
+                   flex_sepa_risk_date = CASE WHEN v.risk IS NOT DISTINCT FROM m.flex_sepa_risk
+                                              THEN m.flex_sepa_risk_date ELSE v.day END
+              FROM (VALUES %s) AS v(id, retry, hold, risk, day) WHERE m.id = v.id
             """,
-            [
-                (
-                    ret.invoice_id.id,
-                    ret.retry_date or None,
-                    None if ret.action == "retry" else holds[ret.action],
-                )
-                for ret in self
-            ],
-            template="(%s, %s::date, %s)",
+            rows,
+            template="(%s, %s::date, %s, %s, %s::date)",
             page_size=5000,
         )
-        self.invoice_id.invalidate_recordset(["flex_sepa_retry_date", "flex_sepa_hold"])
+        self.invoice_id.invalidate_recordset(
+            ["flex_sepa_retry_date", "flex_sepa_hold", "flex_sepa_risk", "flex_sepa_risk_date"]
+        )
         self.filtered(lambda r: r.action == "suspend").mandate_id.action_suspend()
         self.filtered(lambda r: r.action == "close").mandate_id.action_close()
         self._reset_rejected_first_debits()

@@ -341,6 +341,7 @@ class TestBankFiles(SepaCommon):
         self.assertEqual(invoice.flex_sepa_retry_date, date(2027, 3, 15))  # 10 March + 5 days
         self.assertEqual(first.return_ids.mail_state, "pending")
         self.assertEqual(invoice.flex_sepa_risk, "retry")
+        self.assertEqual(invoice.flex_sepa_risk_date, date(2027, 3, 10))
         note = invoice.message_ids.filtered(lambda m: "Direct debit" in (m.body or ""))
         self.assertIn("AM04 Insufficient funds. Retry 1 of 2", note.body)
         self.assertFalse(invoice.activity_ids)  # a retry needs nobody yet
