@@ -8,13 +8,14 @@ runs. A change is always: validate (the model's ``_portal_change_vals``), create
 ``flex.subscription.change`` and show the core's preview; then confirm that draft once.
 """
 
+import re
 from collections import OrderedDict
 
 from werkzeug.exceptions import NotFound
 
 from odoo import fields, http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
-from odoo.http import request
+from odoo.http import content_disposition, request
 
 from odoo.addons.portal.controllers.portal import CustomerPortal
 from odoo.addons.portal.controllers.portal import pager as portal_pager
@@ -368,6 +369,19 @@ class FlexSubscriptionPortal(CustomerPortal):
             )
         )
         return mandate
+
+    def _get_http_headers(self, model, report_type, report, download):
+        if model._name != "flex.sepa.mandate" or report_type != "pdf":
+            return super()._get_http_headers(model, report_type, report, download)
+        # Mandates have no portal mixin (no _get_report_base_filename): named by reference.
+        filename = "SEPA_mandate_%s.pdf" % re.sub(r"\W+", "_", model.reference or "")
+        return {
+            "Content-Type": "application/pdf",
+            "Content-Length": len(report),
+            "Content-Disposition": content_disposition(
+                filename, disposition_type="attachment" if download else "inline"
+            ),
+        }
 
     @http.route(
         ["/my/subscriptions/<int:subscription_id>/mandate/pdf"],

@@ -1,3 +1,5 @@
 from . import test_portal_security
+from . import test_portal_pages
 from . import test_portal_changes
+from . import test_portal_sepa
 from . import test_portal_tours
