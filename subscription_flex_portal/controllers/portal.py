@@ -202,8 +202,24 @@ class FlexSubscriptionPortal(CustomerPortal):
             return self._flex_confirm_change(sub_sudo, action, post)
         return self._flex_preview_change(sub_sudo, action, post)
 
-    def _flex_render_change(self, sub_sudo, action, post, error=None, change=None, status=200):
-        preview = change._get_preview() if change and not error else None
+    @staticmethod
+    def _flex_preview_key(preview):
+        """What the customer agrees to: the day, the document and its amounts."""
+        return "|".join(
+            str(value)
+            for value in (
+                preview["effective_date"],
+                preview["document"],
+                preview["untaxed"],
+                preview["tax"],
+                preview["total"],
+            )
+        )
+
+    def _flex_render_change(
+        self, sub_sudo, action, post, error=None, change=None, status=200, show_preview=False
+    ):
+        preview = change._get_preview() if change and (show_preview or not error) else None
         values = self._prepare_portal_layout_values()
         values.update(
             {
@@ -214,6 +230,7 @@ class FlexSubscriptionPortal(CustomerPortal):
                 "error": error,
                 "change": change,
                 "preview": preview,
+                "preview_key": self._flex_preview_key(preview) if preview else "",
                 "editable_lines": sub_sudo._portal_editable_lines(),
                 "addable_options": sub_sudo._portal_options()[0],
                 "removable_lines": sub_sudo._portal_options()[1],
@@ -258,6 +275,24 @@ class FlexSubscriptionPortal(CustomerPortal):
         if change.state != "draft":
             return self._flex_render_result(
                 sub_sudo, change, env._("This change was already confirmed.")
+            )
+        try:
+            fresh = change._get_preview()
+        except (UserError, ValidationError) as error:
+            return self._flex_render_change(
+                sub_sudo, action, post, error.args[0], change=change, status=400
+            )
+        if self._flex_preview_key(fresh) != post.get("preview_key"):
+            # What the customer saw is no longer what confirming would do (another day,
+            # another change, a new price version): the new preview, to confirm again.
+            return self._flex_render_change(
+                sub_sudo,
+                action,
+                post,
+                env._("The amounts changed since the preview: check them and confirm again."),
+                change=change,
+                status=409,
+                show_preview=True,
             )
         try:
             with env.cr.savepoint():

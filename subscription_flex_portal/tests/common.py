@@ -9,6 +9,8 @@ with ``Decimal`` and one rounding per line (half away from zero), never by the c
 under test.
 """
 
+import html
+import re
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -162,9 +164,17 @@ class PortalCommon(AccountTestInvoicingHttpCommon):
         return f"/my/subscriptions/{sub.id}" + (f"/{action}" if action else "")
 
     def _post(self, sub, action, csrf=True, **data):
+        """POST as the form does: with the CSRF token, and on confirm with the preview key
+        of the last preview shown (the hidden field of the confirm form)."""
         if csrf:
             data["csrf_token"] = self._csrf()
-        return self.url_open(self._url(sub, action), data=data, allow_redirects=False)
+        if data.get("step") == "confirm":
+            data.setdefault("preview_key", getattr(self, "_preview_key", ""))
+        response = self.url_open(self._url(sub, action), data=data, allow_redirects=False)
+        found = re.search(r'name="preview_key" value="([^"]*)"', response.text)
+        if found:
+            self._preview_key = html.unescape(found.group(1))
+        return response
 
     def _csrf(self):
         from odoo.http import Request

@@ -73,6 +73,30 @@ class TestPortalChanges(PortalCommon):
         self.assertEqual(response.status_code, 200)
         self.assertIn(move.name, response.text)
 
+    def test_amounts_changed_since_the_preview(self):
+        line = self._seat_line(self.sub)
+        self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=7)
+        change = self._changes(self.sub)
+        before = self._snapshot(self.sub)
+        # Another key than the preview the customer saw (e.g. shown on another day).
+        response = self._post(
+            self.sub,
+            "quantity",
+            step="confirm",
+            change_id=change.id,
+            preview_key=self._preview_key.replace("|", "|9", 1),
+        )
+        self.assertEqual(response.status_code, 409)
+        self.assertIn("The amounts changed since the preview", response.text)
+        self.assertIn("o_flex_portal_confirm", response.text)
+        self.assertEqual(self._snapshot(self.sub), before)
+        self.assertEqual(change.state, "draft")
+        # Confirmed from the new preview, it applies.
+        response = self._post(self.sub, "quantity", step="confirm", change_id=change.id)
+        self.assertEqual(response.status_code, 200)
+        self.env.invalidate_all()
+        self.assertEqual(change.state, "applied")
+
     def test_confirming_twice_applies_once(self):
         line = self._seat_line(self.sub)
         self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=7)

@@ -79,3 +79,21 @@ class TestPortalSepa(PortalCommon):
         self.assertEqual(response.status_code, 404)
         self.assertEqual(len(self._mandates()), 1)
         self.assertFalse(self._mandates(self.rival))
+
+
+@tagged("post_install", "-at_install")
+class TestPortalSepaHook(PortalCommon):
+    """The portal works with or without subscription_flex_sepa (no dependency)."""
+
+    def test_mandate_parts_follow_the_optional_addon(self):
+        self.authenticate(self.user_portal.login, self.user_portal.login)
+        page = self.url_open(self._url(self.sub)).text
+        form = self.url_open(self._url(self.sub, "mandate"), allow_redirects=False)
+        if "flex.sepa.mandate" in self.env:
+            self.assertIn("o_flex_portal_mandate", page)
+            self.assertEqual(form.status_code, 200)
+        else:
+            self.assertNotIn("o_flex_portal_mandate", page)
+            self.assertEqual(form.status_code, 404)
+            pdf = self.url_open(self._url(self.sub, "mandate/pdf"), allow_redirects=False)
+            self.assertEqual(pdf.status_code, 404)
