@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from psycopg2 import errors as pg_errors
 from psycopg2.extras import execute_values
 
 from odoo import api, fields, models
@@ -120,15 +121,31 @@ class FlexSepaBankFile(models.Model):
                     date=fields.Date.to_string(known.create_date.date()),
                 )
             )
-        # Two sessions importing the same file at once: the second one's INSERT of the
-        # file (first thing below) waits on the unique (company, checksum) index until the
-        # first commits, then fails, and its transaction with it: imported once.
-        with self.env.cr.savepoint():
-            # sudo: booking statement lines is the bookkeeper's right, which Community's
-            # Billing Administrators lack although they post the payments these entries
-            # settle; everything below is restricted to the current company (its journals,
-            # batches and debits, by explicit domains and SQL conditions).
-            bank_file = self.sudo()._import_message(message, data, checksum, filename)
+        # Two sessions importing the same file (or two files with the same bookings) at
+        # once: the second one's INSERT of the file (or of a booking) waits on the unique
+        # index until the first commits, then fails, and its whole import with it:
+        # imported once.
+        try:
+            with self.env.cr.savepoint():
+                # sudo: booking statement lines is the bookkeeper's right, which
+                # Community's Billing Administrators lack although they post the payments
+                # these entries settle; everything below is restricted to the current
+                # company (its journals, batches and debits, by explicit domains and SQL
+                # conditions).
+                bank_file = self.sudo()._import_message(message, data, checksum, filename)
+        except pg_errors.UniqueViolation as error:
+            if error.diag.constraint_name not in (
+                "flex_sepa_bank_file_checksum_company_unique",
+                "flex_sepa_bank_entry_key_unique",
+            ):
+                raise
+            raise UserError(
+                self.env._(
+                    "This file, or bookings it reports, was imported by another session at "
+                    "the same moment: nothing was imported from it now. Import it again to "
+                    "book what it has that is new."
+                )
+            ) from error
         return bank_file.sudo(False)
 
     def _import_message(self, message, data, checksum, filename):
