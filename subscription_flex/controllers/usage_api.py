@@ -32,7 +32,10 @@ class UsageApi(http.Controller):
         save_session=False,
     )
     def post_events(self, **_kwargs):
-        body = request.httprequest.get_data(cache=False, as_text=False)
+        # Cached: after a serialization failure (two deliveries of the same keys at
+        # once) Odoo runs the request again, which must read the same body, not an
+        # empty one (a 400 for a batch that was never recorded).
+        body = request.httprequest.get_data(as_text=False)
         if len(body) > MAX_BODY_BYTES:
             return self._error(
                 413,
