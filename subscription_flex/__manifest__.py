@@ -32,6 +32,7 @@
         "views/product_template_views.xml",
         "views/res_partner_views.xml",
         "views/account_move_views.xml",
+        "views/ir_cron_views.xml",
         "wizard/flex_subscription_close_wizard_views.xml",
         "wizard/flex_plan_migration_views.xml",
         "views/subscription_flex_menus.xml",

@@ -14,6 +14,7 @@ from . import product_template
 from . import res_partner
 from . import account_move
 from . import account_move_line
+from . import ir_cron
 
 # Last: its SQL view reads columns the extensions above add to account.move.line.
 from . import flex_mrr

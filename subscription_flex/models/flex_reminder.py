@@ -328,6 +328,8 @@ class FlexSubscription(models.Model):
         batch = todo[:batch_size]
         sent = self._send_reminders(Log._claim(batch))
         self.env["ir.cron"]._notify_progress(done=len(batch), remaining=len(todo) - len(batch))
+        if len(todo) > len(batch):
+            self.env["ir.cron"]._flex_wake_lanes()
         return sent
 
     def _send_event_reminder(self, trigger, record, key):

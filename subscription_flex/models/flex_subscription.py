@@ -1169,7 +1169,13 @@ class FlexSubscription(models.Model):
         for company, company_subs in subs.grouped("company_id").items():
             company_subs.with_company(company)._create_recurring_invoices(today)
         remaining = self.search_count(self._get_subscriptions_to_invoice_domain(today))
+        if subs:
+            _logger.info(
+                "Recurring invoicing: %s subscriptions invoiced, %s due", len(subs), remaining
+            )
         self.env["ir.cron"]._notify_progress(done=len(subs), remaining=remaining if subs else 0)
+        if subs and remaining:
+            self.env["ir.cron"]._flex_wake_lanes()
         return subs
 
     @api.model

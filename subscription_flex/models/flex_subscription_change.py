@@ -859,6 +859,8 @@ class FlexSubscriptionChange(models.Model):
         # Every company's changes (the cron's user may not see them all), each applied in
         # its own company.
         changes = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        if len(changes) == limit:  # maybe more: the job's other lanes help
+            self.env["ir.cron"]._flex_wake_lanes()
         applied = self.browse()
         for change in changes:
             # A subscription being invoiced (or changed) by another worker: next run.

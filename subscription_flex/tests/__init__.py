@@ -12,3 +12,4 @@ from . import test_usage_http
 from . import test_changes
 from . import test_reminders
 from . import test_mrr
+from . import test_cron_lanes
