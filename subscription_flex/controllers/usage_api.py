@@ -46,7 +46,7 @@ class UsageApi(http.Controller):
             )
         try:
             payload = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: [[[[...]]]]
             return self._error(400, request.env._("The body is not valid JSON."))
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):
@@ -73,7 +73,17 @@ class UsageApi(http.Controller):
                     "This API key's user may not record usage (Subscriptions / User is needed)."
                 ),
             )
-        return request.make_json_response(result, status=200)
+        return self._json(result, 200)
 
     def _error(self, status, message):
-        return request.make_json_response({"error": message}, status=status)
+        return self._json({"error": message}, status)
+
+    def _json(self, data, status):
+        # Not make_json_response: it counts Content-Length in characters (a body cut short
+        # when an echoed key is not ASCII) and cannot encode a lone surrogate a client
+        # sent as "\ud800". ASCII JSON escapes both and gives the client its keys back.
+        return request.make_response(
+            json.dumps(data),
+            headers=[("Content-Type", "application/json; charset=utf-8")],
+            status=status,
+        )

@@ -335,6 +335,10 @@ class _UsageValidator:
     def _key(self, key):
         if not isinstance(key, str) or not key.strip():
             raise _Rejected(self.env._("Missing idempotency key."))
+        if not _storable(key):
+            raise _Rejected(
+                self.env._("The idempotency key holds characters that cannot be stored.")
+            )
         if len(key) > MAX_KEY_LENGTH:
             raise _Rejected(
                 self.env._(
@@ -344,6 +348,8 @@ class _UsageValidator:
         return key
 
     def _subscription(self, ref):
+        if not _is_reference(ref):
+            raise _Rejected(self.env._("Unknown subscription."))
         if ref not in self.subscriptions:
             self.subscriptions[ref] = self._load_subscription(ref)
         info = self.subscriptions[ref]
@@ -411,7 +417,7 @@ class _UsageValidator:
         ids, names = set(), set()
         for event in events:
             ref = event.get("subscription") if isinstance(event, dict) else None
-            if isinstance(ref, bool) or ref in self.subscriptions:
+            if not _is_reference(ref) or ref in self.subscriptions:
                 continue
             if isinstance(ref, int):
                 ids.add(ref)
@@ -442,6 +448,8 @@ class _UsageValidator:
                 self.subscriptions[ref] = None
 
     def _product(self, ref, metered):
+        if not _is_reference(ref):
+            raise _Rejected(self.env._("Unknown product."))
         if ref not in self.products:
             # sudo: product references are resolved for any API user; access to the
             # subscription was checked above.
@@ -475,7 +483,7 @@ class _UsageValidator:
         if isinstance(quantity, int | float | str) and not isinstance(quantity, bool):
             try:
                 number = float(quantity)
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: an int beyond 1e308
                 number = None
         if number is None or not math.isfinite(number):
             raise _Rejected(self.env._("The quantity must be a number."))
@@ -504,6 +512,8 @@ class _UsageValidator:
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise _Rejected(self.env._("The unique value must be a string."))
         value = str(value)
+        if not _storable(value):
+            raise _Rejected(self.env._("The unique value holds characters that cannot be stored."))
         if len(value) > MAX_UNIQUE_VALUE_LENGTH:
             raise _Rejected(self.env._("The unique value is too long."))
         return value
@@ -521,5 +531,29 @@ def _parse_time(value):
     else:
         return None
     if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
+        try:
+            when = when.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # year 1 or 9999 moved past the calendar's end
+            return None
     return when.replace(microsecond=0)
+
+
+def _storable(text):
+    """PostgreSQL stores no NUL character, and UTF-8 has no lone surrogate (JSON's
+    "\\ud800" decodes to one): such text fails in the database, not in validation."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_reference(ref):
+    """A subscription or product reference: an id or a name/code that can be searched."""
+    if isinstance(ref, bool):
+        return False
+    if isinstance(ref, int):
+        return True
+    return isinstance(ref, str) and _storable(ref)
