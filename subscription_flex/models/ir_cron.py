@@ -110,12 +110,17 @@ class IrCron(models.Model):
     @api.model
     def _flex_wake_lanes(self):
         """Called by a job that has work left: the other lanes of the running job start
-        now (a trigger each, unless one is pending)."""
+        now (a trigger each, unless one is pending), and the cron workers are woken when
+        this batch commits. Odoo leaves a job with work left "ready", but a worker only
+        looks again at its next poll (up to a minute later) unless it is notified: without
+        this, a single worker would wait about a minute after every ten batches."""
         cron_id = self.env.context.get("cron_id")
         if not cron_id:
             return self.browse()
         # sudo: the cron's user runs the job's code; lanes are technical records.
         cron = self.sudo().browse(cron_id).exists()
+        if cron:
+            self.env.cr.postcommit.add(cron._notifydb)
         main = cron.flex_lane_of_id or cron
         others = (main | main.flex_lane_ids).filtered("active") - cron
         if not others:

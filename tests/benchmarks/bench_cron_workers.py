@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Recurring invoicing by 1 and by 2 Odoo servers (cron workers) on one database.
+
+Builds its own database (``subscription_flex``, no demo data): N customers with a monthly
+subscription of three lines starting today, so one invoice each is due. Then, for 1 and
+for 2 workers (in an order that alternates from run to run), on a fresh copy of it:
+the invoicing job gets as many lanes as workers (``ir.cron._flex_set_lanes``), every other
+job is switched off, the ``odoo-bin`` servers start (``--workers=0 --max-cron-threads=1
+--no-http``, one per worker), the lanes are triggered once both have loaded the
+database, and the clock runs until every subscription has its invoice (polled each
+0.2 s). Each run checks every subscription was invoiced exactly once. Prints the times
+and the speed-up of 2 workers over 1.
+
+    python3 tests/benchmarks/bench_cron_workers.py --n 4000 --runs 3 [--template bench_workers_tpl]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import copy_db, db_exists, say, vacuum_analyze  # noqa: E402
+from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
+
+import odoo  # noqa: E402
+from odoo import SUPERUSER_ID, Command, api, fields  # noqa: E402
+
+
+def install(db):
+    from odoo.service import db as db_service
+
+    say(f"creating {db} (subscription_flex, no demo) ...")
+    started = time.perf_counter()
+    db_service._create_empty_database(db)
+    odoo.tools.config["init"] = {"subscription_flex": 1}
+    registry = odoo.modules.registry.Registry.new(db, update_module=True)
+    odoo.tools.config["init"] = {}
+    say(f"installed in {time.perf_counter() - started:.0f} s")
+    return registry
+
+
+def seed(registry, n):
+    started = time.perf_counter()
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+        tax = env["account.tax"].create({"name": "Bench 15%", "amount": 15, "type_tax_use": "sale"})
+        products = env["product.product"].create(
+            [
+                {
+                    "name": name,
+                    "type": "service",
+                    "flex_is_subscription": True,
+                    "lst_price": price,
+                    "taxes_id": [Command.set(tax.ids)],
+                }
+                for name, price in (("Seat", 12.0), ("Storage", 4.5), ("Support", 30.0))
+            ]
+        )
+        plan = env["flex.plan"].create({"name": "Monthly", "invoicing_mode": "post"})
+        partners = env["res.partner"].create([{"name": f"Customer {i}"} for i in range(n)])
+        today = fields.Date.context_today(env["flex.subscription"])
+        for start in range(0, n, 1000):
+            subs = env["flex.subscription"].create(
+                [
+                    {
+                        "partner_id": partner.id,
+                        "plan_id": plan.id,
+                        "start_date": today,
+                        "line_ids": [
+                            Command.create(
+                                {
+                                    "product_id": product.id,
+                                    "quantity": 1 + (i + k) % 4,
+                                    "price_unit": product.lst_price,
+                                    "price_overridden": True,
+                                }
+                            )
+                            for k, product in enumerate(products)
+                        ],
+                    }
+                    for i, partner in enumerate(partners[start : start + 1000])
+                ]
+            )
+            subs.action_confirm()
+    say(f"seeded {n:,} subscriptions in {time.perf_counter() - started:.0f} s")
+    vacuum_analyze(registry.db_name)
+
+
+def conf_file(directory, db):
+    paths = [ODOO_ROOT / "addons", ODOO_ROOT / "odoo" / "addons", REPO]
+    path = Path(directory) / "odoo.conf"
+    path.write_text(
+        "[options]\n"
+        f"addons_path = {','.join(str(p) for p in paths if p.is_dir())}\n"
+        f"db_name = {db}\n"
+        "without_demo = all\n"
+    )
+    return path
+
+
+def invoiced(registry):
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT count(*), count(DISTINCT flex_subscription_id) FROM account_move"
+            " WHERE move_type = 'out_invoice' AND flex_subscription_id IS NOT NULL"
+        )
+        return cr.fetchone()
+
+
+def run(template, db, workers, n, directory):
+    copy_db(template, db)
+    registry = odoo.modules.registry.Registry(db)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        job = env.ref("subscription_flex.ir_cron_flex_create_invoices")
+        job.flex_lane_count = workers
+        lanes = job | job.flex_lane_ids
+        lanes.write({"nextcall": fields.Datetime.add(fields.Datetime.now(), days=1)})
+        cr.execute("UPDATE ir_cron SET active = FALSE WHERE id != ALL(%s)", [lanes.ids])
+        lane_ids = lanes.ids
+    conf = conf_file(directory, db)
+    logs = [Path(directory) / f"{db}-{workers}-{i}.log" for i in range(workers)]
+    servers = [
+        subprocess.Popen(  # noqa: S603 - Odoo itself
+            [
+                sys.executable,
+                str(ODOO_ROOT / "odoo-bin"),
+                "-c",
+                str(conf),
+                "-d",
+                db,
+                "--no-http",
+                "--workers=0",
+                "--max-cron-threads=1",
+                "--log-level=info",
+                f"--logfile={log}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for log in logs
+    ]
+    try:
+        while not all(log.exists() and "Registry loaded" in log.read_text() for log in logs):
+            if any(server.poll() is not None for server in servers):
+                raise RuntimeError(f"an Odoo server stopped: see {logs}")
+            time.sleep(0.2)
+        time.sleep(2)
+        started = time.perf_counter()
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            for lane in env["ir.cron"].browse(lane_ids):
+                lane._trigger()
+        while invoiced(registry)[1] < n:
+            if any(server.poll() is not None for server in servers):
+                raise RuntimeError(f"an Odoo server stopped: see {logs}")
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        time.sleep(2)
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=60)
+    count, distinct = invoiced(registry)
+    if (count, distinct) != (n, n):
+        raise RuntimeError(f"{count} invoices for {distinct} subscriptions, expected {n}")
+    odoo.sql_db.close_db(db)
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db", default="bench_workers")
+    parser.add_argument("--template", default="bench_workers_tpl")
+    args = parser.parse_args()
+    configure_odoo(args.template, "warn")
+    if not db_exists(args.template):
+        seed(install(args.template), args.n)
+    odoo.sql_db.close_db(args.template)
+    times = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as directory:
+        for number in range(args.runs):
+            order = (1, 2) if number % 2 == 0 else (2, 1)
+            for workers in order:
+                seconds = run(args.template, args.db, workers, args.n, directory)
+                times[workers].append(seconds)
+                say(
+                    f"run {number + 1}: {workers} worker(s) invoiced {args.n:,} subscriptions in "
+                    f"{seconds:6.1f} s ({args.n / seconds:5.1f} invoices/s)"
+                )
+    say()
+    for workers, values in times.items():
+        say(
+            f"{workers} worker(s): median {statistics.median(values):6.1f} s "
+            f"(min {min(values):.1f}, max {max(values):.1f})"
+        )
+    ratios = [one / two for one, two in zip(times[1], times[2], strict=True)]
+    say(
+        f"speed-up of 2 workers over 1: median {statistics.median(ratios):.2f}x "
+        f"(per run: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
