@@ -1,0 +1,218 @@
+"""Recurring invoicing killed with SIGKILL in the middle of a batch, then run again.
+
+A second process (real Python, Odoo as a library, the cron runner's loop: one batch,
+commit, again) invoices committed due subscriptions and is killed while a batch is open
+in its transaction, after earlier batches were committed. What was committed stays, once;
+the open batch vanishes whole (no invoice without its lines, no draft, no journal item
+without its invoice, no period marked invoiced without its invoice); run again, every
+subscription ends with exactly one invoice for the period.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import odoo
+from odoo import SUPERUSER_ID, Command, api
+from odoo.modules.registry import Registry
+
+SUBSCRIPTIONS = 600
+TODAY = date(2026, 6, 1)
+REPO = Path(__file__).resolve().parents[1]
+
+INVOICING = textwrap.dedent(
+    """
+    import sys
+    from datetime import date
+    import odoo
+    from odoo import SUPERUSER_ID, api
+    from odoo.modules.registry import Registry
+
+    odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
+    registry = Registry(sys.argv[2])
+    while True:
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 6, 1)})
+            batch = env["flex.subscription"]._cron_create_invoices(batch_size=25)
+            if not batch:
+                break
+            print("batch", len(batch), flush=True)
+    print("done", flush=True)
+    """
+)
+
+
+def _registry():
+    return Registry(odoo.tools.config["db_name"])
+
+
+def _seed(registry, tag):
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+        product = env["product.product"].create(
+            {
+                "name": f"Crash seat {tag}",
+                "type": "service",
+                "flex_is_subscription": True,
+                "lst_price": 9.0,
+                "taxes_id": [Command.clear()],
+            }
+        )
+        plan = env["flex.plan"].create({"name": f"Crash {tag}", "invoicing_mode": "post"})
+        partners = env["res.partner"].create(
+            [{"name": f"Crash customer {tag} {i}"} for i in range(SUBSCRIPTIONS)]
+        )
+        subs = env["flex.subscription"].create(
+            [
+                {
+                    "partner_id": partner.id,
+                    "plan_id": plan.id,
+                    "start_date": TODAY,
+                    "line_ids": [
+                        Command.create(
+                            {
+                                "product_id": product.id,
+                                "quantity": 2,
+                                "price_unit": 9.0,
+                                "price_overridden": True,
+                            }
+                        )
+                    ],
+                }
+                for partner in partners
+            ]
+        )
+        subs.action_confirm()
+        return subs.ids
+
+
+def _state(registry, sub_ids):
+    """Per subscription: (invoices, posted invoices with 18.00, next invoice date moved)."""
+    with registry.cursor() as cr:
+        cr.execute(
+            """
+            SELECT s.id, s.next_invoice_date,
+                   count(m.id),
+                   count(m.id) FILTER (WHERE m.state = 'posted' AND m.amount_total = 18.0),
+                   count(m.id) FILTER (WHERE NOT EXISTS (
+                       SELECT 1 FROM account_move_line l
+                        WHERE l.move_id = m.id AND l.display_type = 'product'))
+              FROM flex_subscription s
+              LEFT JOIN account_move m
+                ON m.flex_subscription_id = s.id AND m.move_type = 'out_invoice'
+             WHERE s.id = ANY(%s)
+             GROUP BY s.id
+            """,
+            [sub_ids],
+        )
+        return {row[0]: row[1:] for row in cr.fetchall()}
+
+
+def _in_transaction(registry, pid):
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT bool_or(state = 'active' OR state LIKE 'idle in transaction%%')"
+            "  FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
+            [f"odoo-{pid}"],
+        )
+        return bool(cr.fetchone()[0])
+
+
+def _gone(registry, pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                [f"odoo-{pid}"],
+            )
+            if not cr.fetchone()[0]:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def _run(registry, sub_ids, script, kill_after_batches=None):
+    process = subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
+        [
+            sys.executable,
+            str(script),
+            odoo.tools.config.rcfile,
+            registry.db_name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        if kill_after_batches is None:
+            out, err = process.communicate(timeout=600)
+            assert process.returncode == 0, err
+            return out
+        committed = 0
+        while committed < kill_after_batches:
+            line = process.stdout.readline()
+            assert line.startswith("batch"), (line, process.stderr.read())
+            committed += 1
+        # The next batch is open: wait until its transaction has written something.
+        deadline = time.monotonic() + 30
+        while not _in_transaction(registry, process.pid):
+            assert time.monotonic() < deadline, "no batch in progress to kill"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert _in_transaction(registry, process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        assert _gone(registry, process.pid)
+        return committed
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_invoicing_killed_mid_batch_then_run_again_invoices_exactly_once(tmp_path):
+    registry = _registry()
+    sub_ids = _seed(registry, uuid.uuid4().hex[:8])
+    script = tmp_path / "invoicing.py"
+    script.write_text(INVOICING)
+    try:
+        _run(registry, sub_ids, script, kill_after_batches=6)
+        after_kill = _state(registry, sub_ids)
+        invoiced = [sid for sid, (_next, count, _ok, _empty) in after_kill.items() if count]
+        # The committed batches of 25 (the database's other due subscriptions, if any,
+        # come first), nothing of the one killed, and most still to do.
+        assert 0 < len(invoiced) <= 6 * 25
+        for _next, count, good, empty in after_kill.values():
+            assert count in (0, 1) and good == count and empty == 0
+        # A subscription is marked invoiced (its next date moved on) exactly when its
+        # invoice exists: the killed batch left no half state behind.
+        moved = {sid for sid, (next_date, *_rest) in after_kill.items() if next_date > TODAY}
+        assert moved == set(invoiced)
+        with registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM account_move m WHERE m.flex_subscription_id = ANY(%s)"
+                " AND m.state != 'posted'",
+                [sub_ids],
+            )
+            assert cr.fetchone()[0] == 0
+        # Run again (the next cron run): the rest, and nothing twice.
+        assert "done" in _run(registry, sub_ids, script)
+        final = _state(registry, sub_ids)
+        assert len(final) == SUBSCRIPTIONS
+        assert {values[1:] for values in final.values()} == {(1, 1, 0)}
+        assert all(values[0] > TODAY for values in final.values())
+    finally:
+        with registry.cursor() as cr:
+            cr.execute(
+                "UPDATE flex_subscription SET state = 'closed' WHERE id = ANY(%s)", [sub_ids]
+            )
