@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from faults import session_gone, session_in_transaction
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -204,31 +205,6 @@ KILLED_IMPORT = textwrap.dedent(
 )
 
 
-def _backend_in_transaction(registry, pid):
-    """Whether the PostgreSQL session of process ``pid`` is inside a transaction."""
-    with registry.cursor() as cr:
-        cr.execute(
-            "SELECT bool_or(xact_start IS NOT NULL) FROM pg_stat_activity"
-            " WHERE application_name = %s",
-            [f"odoo-{pid}"],
-        )
-        return bool(cr.fetchone()[0])
-
-
-def _backend_gone(registry, pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with registry.cursor() as cr:
-            cr.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                [f"odoo-{pid}"],
-            )
-            if not cr.fetchone()[0]:
-                return True
-        time.sleep(0.2)
-    return False
-
-
 def test_import_killed_in_the_middle_leaves_nothing_and_runs_again_once(tmp_path):
     registry = _registry()
     journal_id, iban = _journal(registry)
@@ -255,7 +231,7 @@ def test_import_killed_in_the_middle_leaves_nothing_and_runs_again_once(tmp_path
         # process's open transaction.
         time.sleep(2.0)
         assert process.poll() is None, "the import ended before it could be killed"
-        assert _backend_in_transaction(registry, process.pid)
+        assert session_in_transaction(registry, process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -265,7 +241,7 @@ def test_import_killed_in_the_middle_leaves_nothing_and_runs_again_once(tmp_path
     assert "done" not in process.stdout.read()
     # PostgreSQL rolls the dead session back: no file, no entry, no statement line, no
     # journal item, no move left half-made.
-    assert _backend_gone(registry, process.pid)
+    assert session_gone(registry, process.pid)
     assert _booked(registry, journal_id) == (0, 0, 0)
     with registry.cursor() as cr:
         cr.execute("SELECT count(*) FROM account_move WHERE journal_id = %s", [journal_id])

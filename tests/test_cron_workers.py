@@ -20,8 +20,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from faults import seed_subscriptions
+
 import odoo
-from odoo import SUPERUSER_ID, Command, api, fields
+from odoo import SUPERUSER_ID, api, fields
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = int(os.environ.get("FLEX_WORKERS_SUBSCRIPTIONS", "2000"))
@@ -41,48 +43,6 @@ def _odoo_bin():
     if odoo_bin:
         return [sys.executable, odoo_bin]
     return [sys.executable, "-m", "odoo"]
-
-
-def _seed(registry, tag):
-    """SUBSCRIPTIONS monthly subscriptions starting today: one invoice each is due."""
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-        product = env["product.product"].create(
-            {
-                "name": f"Worker seat {tag}",
-                "type": "service",
-                "flex_is_subscription": True,
-                "lst_price": 7.0,
-                "taxes_id": [Command.clear()],
-            }
-        )
-        plan = env["flex.plan"].create({"name": f"Workers {tag}", "invoicing_mode": "post"})
-        partners = env["res.partner"].create(
-            [{"name": f"Worker customer {tag} {i}"} for i in range(SUBSCRIPTIONS)]
-        )
-        today = fields.Date.context_today(env["flex.subscription"])
-        subs = env["flex.subscription"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "plan_id": plan.id,
-                    "start_date": today,
-                    "line_ids": [
-                        Command.create(
-                            {
-                                "product_id": product.id,
-                                "quantity": 3,
-                                "price_unit": 7.0,
-                                "price_overridden": True,
-                            }
-                        )
-                    ],
-                }
-                for partner in partners
-            ]
-        )
-        subs.action_confirm()
-        return subs.ids
 
 
 def _switch_off_other_jobs(registry, job_ids):
@@ -116,7 +76,8 @@ def _invoiced(registry, sub_ids):
 def test_two_odoo_servers_invoice_each_subscription_exactly_once(tmp_path):
     registry = _registry()
     seeded_at = time.monotonic()
-    sub_ids = _seed(registry, uuid.uuid4().hex[:8])
+    today = fields.Date.today()  # the servers' day (UTC, as the cron's user has no tz)
+    sub_ids = seed_subscriptions(registry, uuid.uuid4().hex[:8], SUBSCRIPTIONS, today, 7.0, 3)
     seeded = time.monotonic() - seeded_at
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})

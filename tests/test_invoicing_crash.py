@@ -18,8 +18,9 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+from faults import seed_subscriptions, session_gone, session_in_transaction
+
 import odoo
-from odoo import SUPERUSER_ID, Command, api
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = 600
@@ -52,46 +53,6 @@ def _registry():
     return Registry(odoo.tools.config["db_name"])
 
 
-def _seed(registry, tag):
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-        product = env["product.product"].create(
-            {
-                "name": f"Crash seat {tag}",
-                "type": "service",
-                "flex_is_subscription": True,
-                "lst_price": 9.0,
-                "taxes_id": [Command.clear()],
-            }
-        )
-        plan = env["flex.plan"].create({"name": f"Crash {tag}", "invoicing_mode": "post"})
-        partners = env["res.partner"].create(
-            [{"name": f"Crash customer {tag} {i}"} for i in range(SUBSCRIPTIONS)]
-        )
-        subs = env["flex.subscription"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "plan_id": plan.id,
-                    "start_date": TODAY,
-                    "line_ids": [
-                        Command.create(
-                            {
-                                "product_id": product.id,
-                                "quantity": 2,
-                                "price_unit": 9.0,
-                                "price_overridden": True,
-                            }
-                        )
-                    ],
-                }
-                for partner in partners
-            ]
-        )
-        subs.action_confirm()
-        return subs.ids
-
-
 def _state(registry, sub_ids):
     """Per subscription: (invoices, posted invoices with 18.00, next invoice date moved)."""
     with registry.cursor() as cr:
@@ -114,31 +75,7 @@ def _state(registry, sub_ids):
         return {row[0]: row[1:] for row in cr.fetchall()}
 
 
-def _in_transaction(registry, pid):
-    with registry.cursor() as cr:
-        cr.execute(
-            "SELECT bool_or(state = 'active' OR state LIKE 'idle in transaction%%')"
-            "  FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
-            [f"odoo-{pid}"],
-        )
-        return bool(cr.fetchone()[0])
-
-
-def _gone(registry, pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with registry.cursor() as cr:
-            cr.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                [f"odoo-{pid}"],
-            )
-            if not cr.fetchone()[0]:
-                return True
-        time.sleep(0.1)
-    return False
-
-
-def _run(registry, sub_ids, script, kill_after_batches=None):
+def _run(registry, script, kill_after_batches=None):
     process = subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
         [
             sys.executable,
@@ -164,16 +101,16 @@ def _run(registry, sub_ids, script, kill_after_batches=None):
             committed += 1
         # The next batch is open: wait until its transaction has written something.
         deadline = time.monotonic() + 30
-        while not _in_transaction(registry, process.pid):
+        while not session_in_transaction(registry, process.pid):
             assert time.monotonic() < deadline, "no batch in progress to kill"
             time.sleep(0.01)
         time.sleep(0.3)
         assert process.poll() is None, "the run ended before it could be killed"
-        assert _in_transaction(registry, process.pid)
+        assert session_in_transaction(registry, process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-        assert _gone(registry, process.pid)
+        assert session_gone(registry, process.pid)
         return committed
     finally:
         if process.poll() is None:
@@ -182,11 +119,11 @@ def _run(registry, sub_ids, script, kill_after_batches=None):
 
 def test_invoicing_killed_mid_batch_then_run_again_invoices_exactly_once(tmp_path):
     registry = _registry()
-    sub_ids = _seed(registry, uuid.uuid4().hex[:8])
+    sub_ids = seed_subscriptions(registry, uuid.uuid4().hex[:8], SUBSCRIPTIONS, TODAY, 9.0, 2)
     script = tmp_path / "invoicing.py"
     script.write_text(INVOICING)
     try:
-        _run(registry, sub_ids, script, kill_after_batches=6)
+        _run(registry, script, kill_after_batches=6)
         after_kill = _state(registry, sub_ids)
         invoiced = [sid for sid, (_next, count, _ok, _empty) in after_kill.items() if count]
         # The committed batches of 25 (the database's other due subscriptions, if any,
@@ -206,7 +143,7 @@ def test_invoicing_killed_mid_batch_then_run_again_invoices_exactly_once(tmp_pat
             )
             assert cr.fetchone()[0] == 0
         # Run again (the next cron run): the rest, and nothing twice.
-        assert "done" in _run(registry, sub_ids, script)
+        assert "done" in _run(registry, script)
         final = _state(registry, sub_ids)
         assert len(final) == SUBSCRIPTIONS
         assert {values[1:] for values in final.values()} == {(1, 1, 0)}

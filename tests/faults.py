@@ -1,0 +1,74 @@
+"""What the fault tests share: committed seed data and watching another process's
+PostgreSQL session (Odoo names each connection ``odoo-<pid>``)."""
+
+import time
+
+from odoo import SUPERUSER_ID, Command, api
+
+
+def seed_subscriptions(registry, tag, count, start, price, quantity):
+    """``count`` committed monthly subscriptions (one untaxed line) starting ``start``,
+    each with its own customer; returns their ids."""
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+        product = env["product.product"].create(
+            {
+                "name": f"Seat {tag}",
+                "type": "service",
+                "flex_is_subscription": True,
+                "lst_price": price,
+                "taxes_id": [Command.clear()],
+            }
+        )
+        plan = env["flex.plan"].create({"name": f"Plan {tag}", "invoicing_mode": "post"})
+        partners = env["res.partner"].create(
+            [{"name": f"Customer {tag} {i}"} for i in range(count)]
+        )
+        subs = env["flex.subscription"].create(
+            [
+                {
+                    "partner_id": partner.id,
+                    "plan_id": plan.id,
+                    "start_date": start,
+                    "line_ids": [
+                        Command.create(
+                            {
+                                "product_id": product.id,
+                                "quantity": quantity,
+                                "price_unit": price,
+                                "price_overridden": True,
+                            }
+                        )
+                    ],
+                }
+                for partner in partners
+            ]
+        )
+        subs.action_confirm()
+        return subs.ids
+
+
+def session_in_transaction(registry, pid):
+    """Whether the PostgreSQL session of process ``pid`` is inside a transaction."""
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT bool_or(xact_start IS NOT NULL) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [f"odoo-{pid}"],
+        )
+        return bool(cr.fetchone()[0])
+
+
+def session_gone(registry, pid, timeout=30):
+    """Wait until PostgreSQL has ended (and so rolled back) the session of ``pid``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with registry.cursor() as cr:
+            cr.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                [f"odoo-{pid}"],
+            )
+            if not cr.fetchone()[0]:
+                return True
+        time.sleep(0.1)
+    return False
