@@ -1,9 +1,17 @@
 """What the fault tests share: committed seed data and watching another process's
 PostgreSQL session (Odoo names each connection ``odoo-<pid>``)."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import odoo
 from odoo import SUPERUSER_ID, Command, api
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def seed_subscriptions(registry, tag, count, start, price, quantity):
@@ -72,3 +80,38 @@ def session_gone(registry, pid, timeout=30):
                 return True
         time.sleep(0.1)
     return False
+
+
+def start_script(registry, path, *args):
+    """Run the Odoo script ``path`` in a second Python process on the test database: its
+    arguments are Odoo's configuration file, the database, then ``args``."""
+    return subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
+        [sys.executable, str(path), odoo.tools.config.rcfile, registry.db_name, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def kill_in_transaction(registry, process, wait=0.0):
+    """SIGKILL ``process`` while its PostgreSQL session is inside a transaction, ``wait``
+    seconds after it is seen there; then wait until PostgreSQL has ended (rolled back) the
+    session. Fails when the work ended before it could be killed."""
+    try:
+        deadline = time.monotonic() + 30
+        while not session_in_transaction(registry, process.pid):
+            assert process.poll() is None, ("the process ended", process.stderr.read())
+            assert time.monotonic() < deadline, "no transaction to kill"
+            time.sleep(0.01)
+        time.sleep(wait)
+        assert process.poll() is None, "the work ended before it could be killed"
+        assert session_in_transaction(registry, process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert session_gone(registry, process.pid)

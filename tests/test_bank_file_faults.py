@@ -13,21 +13,15 @@ debit explains (wire transfers), each booked as an open statement line, the simp
 money a bank file moves. Settlement and return matching is tested in the addon's tests.
 """
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
-import time
 import uuid
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from faults import session_gone, session_in_transaction
+from faults import kill_in_transaction, start_script
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -37,7 +31,6 @@ from odoo.modules.registry import Registry
 from odoo.addons.subscription_flex_sepa.tests import bankfiles
 
 DAY = date(2027, 3, 10)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _registry():
@@ -216,32 +209,15 @@ def test_import_killed_in_the_middle_leaves_nothing_and_runs_again_once(tmp_path
     path.write_bytes(data)
     script = tmp_path / "import.py"
     script.write_text(KILLED_IMPORT)
-    process = subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
-        [sys.executable, str(script), odoo.tools.config.rcfile, registry.db_name, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = process.stdout.readline()
-        assert line.strip() == "importing", (line, process.stderr.read())
-        # Well inside the import: the file is parsed, bookings are being written in the
-        # process's open transaction.
-        time.sleep(2.0)
-        assert process.poll() is None, "the import ended before it could be killed"
-        assert session_in_transaction(registry, process.pid)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
+    process = start_script(registry, script, path)
+    line = process.stdout.readline()
+    assert line.strip() == "importing", (line, process.stderr.read())
+    # Well inside the import: the file is parsed, bookings are being written in the
+    # process's open transaction.
+    kill_in_transaction(registry, process, wait=2.0)
     assert "done" not in process.stdout.read()
-    # PostgreSQL rolls the dead session back: no file, no entry, no statement line, no
+    # PostgreSQL rolled the dead session back: no file, no entry, no statement line, no
     # journal item, no move left half-made.
-    assert session_gone(registry, process.pid)
     assert _booked(registry, journal_id) == (0, 0, 0)
     with registry.cursor() as cr:
         cr.execute("SELECT count(*) FROM account_move WHERE journal_id = %s", [journal_id])

@@ -9,24 +9,17 @@ it has one file, 200 payments in process (one per invoice, its amount) and every
 payment.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
-from faults import session_gone, session_in_transaction
+from faults import kill_in_transaction, start_script
 
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
 from odoo.modules.registry import Registry
 
 DEBTORS = 200
-REPO = Path(__file__).resolve().parents[1]
 
 GENERATE = textwrap.dedent(
     """
@@ -170,27 +163,10 @@ def test_debit_batch_killed_mid_generation_then_generated_once(tmp_path):
     batch_id, invoice_ids = _seed(registry, uuid.uuid4().hex[:8])
     script = tmp_path / "generate.py"
     script.write_text(GENERATE)
-    process = subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
-        [sys.executable, str(script), odoo.tools.config.rcfile, registry.db_name, str(batch_id)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = process.stdout.readline()
-        assert line.strip() == "generating", (line, process.stderr.read())
-        time.sleep(3.0)  # well into the payments of 200 debits
-        assert process.poll() is None, "the generation ended before it could be killed"
-        assert session_in_transaction(registry, process.pid)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
-    assert session_gone(registry, process.pid)
+    process = start_script(registry, script, batch_id)
+    line = process.stdout.readline()
+    assert line.strip() == "generating", (line, process.stderr.read())
+    kill_in_transaction(registry, process, wait=3.0)  # well into the payments of 200 debits
     assert _facts(registry, batch_id, invoice_ids) == {
         "state": "draft",
         "file": False,

@@ -8,24 +8,17 @@ without its invoice, no period marked invoiced without its invoice); run again, 
 subscription ends with exactly one invoice for the period.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 import uuid
 from datetime import date
-from pathlib import Path
 
-from faults import seed_subscriptions, session_gone, session_in_transaction
+from faults import kill_in_transaction, seed_subscriptions, start_script
 
 import odoo
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = 600
 TODAY = date(2026, 6, 1)
-REPO = Path(__file__).resolve().parents[1]
 
 INVOICING = textwrap.dedent(
     """
@@ -76,45 +69,17 @@ def _state(registry, sub_ids):
 
 
 def _run(registry, script, kill_after_batches=None):
-    process = subprocess.Popen(  # noqa: S603 - our own script, our own interpreter
-        [
-            sys.executable,
-            str(script),
-            odoo.tools.config.rcfile,
-            registry.db_name,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        if kill_after_batches is None:
-            out, err = process.communicate(timeout=600)
-            assert process.returncode == 0, err
-            return out
-        committed = 0
-        while committed < kill_after_batches:
-            line = process.stdout.readline()
-            assert line.startswith("batch"), (line, process.stderr.read())
-            committed += 1
-        # The next batch is open: wait until its transaction has written something.
-        deadline = time.monotonic() + 30
-        while not session_in_transaction(registry, process.pid):
-            assert time.monotonic() < deadline, "no batch in progress to kill"
-            time.sleep(0.01)
-        time.sleep(0.3)
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert session_in_transaction(registry, process.pid)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL
-        assert session_gone(registry, process.pid)
-        return committed
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process = start_script(registry, script)
+    if kill_after_batches is None:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        return out
+    for _batch in range(kill_after_batches):
+        line = process.stdout.readline()
+        assert line.startswith("batch"), (line, process.stderr.read())
+    # The next batch is open: killed once its transaction has written a little.
+    kill_in_transaction(registry, process, wait=0.3)
+    return kill_after_batches
 
 
 def test_invoicing_killed_mid_batch_then_run_again_invoices_exactly_once(tmp_path):
