@@ -14,6 +14,13 @@ from odoo import SUPERUSER_ID, Command, api
 REPO = Path(__file__).resolve().parents[1]
 
 
+def german_iban(number):
+    """A valid German IBAN for account number ``number`` (ISO 7064 check digits)."""
+    bban = f"37040044{number:010d}"
+    check = 98 - int(f"{bban}131400") % 97  # D=13, E=14, then "00"
+    return f"DE{check:02d}{bban}"
+
+
 def seed_subscriptions(registry, tag, count, start, price, quantity):
     """``count`` committed monthly subscriptions (one untaxed line) starting ``start``,
     each with its own customer; returns their ids."""

@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from faults import kill_in_transaction, start_script
+from faults import german_iban, kill_in_transaction, start_script
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -37,16 +37,9 @@ def _registry():
     return Registry(odoo.tools.config["db_name"])
 
 
-def _iban():
-    """A valid German IBAN nobody else uses (random account number, ISO 7064 check)."""
-    bban = f"37040044{random.randrange(10**9, 10**10)}"
-    check = 98 - int(f"{bban}131400") % 97  # D=13, E=14, then "00"
-    return f"DE{check:02d}{bban}"
-
-
 def _journal(registry):
     """A bank journal of the main company with its own account; returns (id, IBAN)."""
-    iban = _iban()
+    iban = german_iban(random.randrange(10**9, 10**10))  # an account nobody else uses
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         company = env.ref("base.main_company")

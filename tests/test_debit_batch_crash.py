@@ -13,7 +13,7 @@ import textwrap
 import uuid
 from datetime import timedelta
 
-from faults import kill_in_transaction, start_script
+from faults import german_iban, kill_in_transaction, start_script
 
 import odoo
 from odoo import SUPERUSER_ID, Command, api, fields
@@ -40,11 +40,6 @@ GENERATE = textwrap.dedent(
 )
 
 
-def _iban(number):
-    bban = f"37040044{number:010d}"
-    return f"DE{98 - int(bban + '131400') % 97:02d}{bban}"
-
-
 def _seed(registry, tag):
     """DEBTORS customers with a valid mandate and a direct-debit subscription, invoiced,
     and a batch that collected their invoices (committed); returns (batch id, invoice ids)."""
@@ -67,7 +62,7 @@ def _seed(registry, tag):
         base = int(uuid.uuid4().int % 10**9)
         accounts = env["res.partner.bank"].create(
             [
-                {"acc_number": _iban(base + i), "partner_id": partner.id}
+                {"acc_number": german_iban(base + i), "partner_id": partner.id}
                 for i, partner in enumerate(partners)
             ]
         )

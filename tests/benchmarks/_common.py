@@ -71,3 +71,20 @@ def prepared_registry(args, install, *seeders):
     if args.template:
         copy_db(args.template, args.db)
     return odoo.modules.registry.Registry(args.db)
+
+
+def install_addon(db, addon):
+    """A new database ``db`` with ``addon`` installed (no demo data); its registry."""
+    import time
+
+    import odoo
+    from odoo.service import db as db_service
+
+    say(f"creating {db} ({addon}, no demo) ...")
+    started = time.perf_counter()
+    db_service._create_empty_database(db)
+    odoo.tools.config["init"] = {addon: 1}
+    registry = odoo.modules.registry.Registry.new(db, update_module=True)
+    odoo.tools.config["init"] = {}
+    say(f"installed in {time.perf_counter() - started:.0f} s")
+    return registry

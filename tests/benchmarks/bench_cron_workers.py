@@ -24,24 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import copy_db, db_exists, say, vacuum_analyze  # noqa: E402
+from _common import copy_db, db_exists, install_addon, say, vacuum_analyze  # noqa: E402
 from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
 
 import odoo  # noqa: E402
 from odoo import SUPERUSER_ID, Command, api, fields  # noqa: E402
-
-
-def install(db):
-    from odoo.service import db as db_service
-
-    say(f"creating {db} (subscription_flex, no demo) ...")
-    started = time.perf_counter()
-    db_service._create_empty_database(db)
-    odoo.tools.config["init"] = {"subscription_flex": 1}
-    registry = odoo.modules.registry.Registry.new(db, update_module=True)
-    odoo.tools.config["init"] = {}
-    say(f"installed in {time.perf_counter() - started:.0f} s")
-    return registry
 
 
 def seed(registry, n):
@@ -183,7 +170,7 @@ def main():
     args = parser.parse_args()
     configure_odoo(args.template, "warn")
     if not db_exists(args.template):
-        seed(install(args.template), args.n)
+        seed(install_addon(args.template, "subscription_flex"), args.n)
     odoo.sql_db.close_db(args.template)
     times = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as directory:

@@ -33,7 +33,7 @@ if str(ODOO_ROOT) not in sys.path and (ODOO_ROOT / "odoo" / "__init__.py").exist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import prepared_registry, say, vacuum_analyze  # noqa: E402
+from _common import install_addon, prepared_registry, say, vacuum_analyze  # noqa: E402
 
 import odoo  # noqa: E402
 
@@ -61,16 +61,7 @@ def german_iban(n):
 
 
 def install(db):
-    from odoo.service import db as db_service
-
-    say(f"creating {db} (subscription_flex_sepa, no demo) ...")
-    started = time.perf_counter()
-    db_service._create_empty_database(db)
-    odoo.tools.config["init"] = {"subscription_flex_sepa": 1}
-    registry = odoo.modules.registry.Registry.new(db, update_module=True)
-    odoo.tools.config["init"] = {}
-    say(f"installed in {time.perf_counter() - started:.0f} s")
-    return registry
+    return install_addon(db, "subscription_flex_sepa")
 
 
 def seed(registry, n):
