@@ -9,11 +9,14 @@ day, and events already past are never mailed late (no burst after an outage).
 """
 
 import logging
+import zlib
 from datetime import timedelta
+
+from psycopg2.errors import SerializationFailure
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
-from odoo.tools import SQL, formatLang
+from odoo.tools import SQL, formatLang, mute_logger
 
 from ..core import periods as P
 
@@ -35,6 +38,9 @@ TRIGGER_MODELS = {
     "change_applied": "flex.subscription.change",
 }
 EVENT_TRIGGERS = ("change_applied", "cancellation")
+# First key of the transaction-level advisory lock a reminder run takes per subscription
+# (the second is the subscription's id), so that parallel runs mail disjoint batches.
+REMINDER_LOCK = zlib.crc32(b"subscription_flex.reminders") & 0x7FFFFFFF
 
 
 class FlexReminderRule(models.Model):
@@ -325,12 +331,87 @@ class FlexSubscription(models.Model):
             )
         }
         todo = [e for e in events if (e[0].id, e[1].id, e[2]) not in logged]
-        batch = todo[:batch_size]
-        sent = self._send_reminders(Log._claim(batch))
-        self.env["ir.cron"]._notify_progress(done=len(batch), remaining=len(todo) - len(batch))
-        if len(todo) > len(batch):
+        batch = self._reminder_batch(todo, batch_size)
+        sent = self._send_reminders(self._claim_reminders(batch))
+        # Left: those other workers hold included.
+        remaining = len(todo) - len(batch)
+        if batch:
+            _logger.info("Reminders: %s queued, %s due", len(sent), remaining)
+        self.env["ir.cron"]._notify_progress(done=len(batch), remaining=remaining if batch else 0)
+        if batch and remaining:
             self.env["ir.cron"]._flex_wake_lanes()
         return sent
+
+    @api.model
+    def _reminder_batch(self, todo, batch_size):
+        """The events of ``todo`` this run takes: those of the subscriptions no other run
+        holds, about ``batch_size`` (whole subscriptions), each subscription locked until
+        this transaction ends (``pg_try_advisory_xact_lock``: SKIP LOCKED for events
+        that are not rows). Each lane of the job starts at its own place in the list, so
+        that parallel lanes do not take what another has just mailed (and this snapshot
+        cannot see yet)."""
+        per_sub = {}
+        for event in todo:
+            per_sub[event[1].id] = per_sub.get(event[1].id, 0) + 1
+        sub_ids = list(per_sub)
+        lane, lanes = self._reminder_lane()
+        start = len(sub_ids) * lane // lanes
+        sub_ids = sub_ids[start:] + sub_ids[:start]
+        taken, size, position = set(), 0, 0
+        while size < batch_size and position < len(sub_ids):
+            # No ORDER BY: the locks are taken in the array's order, and only until LIMIT.
+            self.env.cr.execute(
+                """
+                SELECT t.id, t.n FROM unnest(%s::int[]) WITH ORDINALITY AS t(id, n)
+                 WHERE pg_try_advisory_xact_lock(%s, t.id)
+                 LIMIT %s
+                """,
+                (sub_ids[position:], REMINDER_LOCK, batch_size - size),
+            )
+            rows = self.env.cr.fetchall()
+            if not rows:
+                break
+            for sub_id, _n in rows:
+                taken.add(sub_id)
+                size += per_sub[sub_id]
+            position += rows[-1][1]
+        return [event for event in todo if event[1].id in taken]
+
+    @api.model
+    def _reminder_lane(self):
+        """``(index, count)`` of the running lane among its job's lanes (``(0, 1)``
+        outside a cron job)."""
+        cron = self.env["ir.cron"].sudo().browse(self.env.context.get("cron_id")).exists()
+        if not cron:
+            return 0, 1
+        main = cron.flex_lane_of_id or cron
+        lanes = (main | main.flex_lane_ids).sorted("id")
+        return lanes.ids.index(cron.id), len(lanes)
+
+    @api.model
+    def _claim_reminders(self, batch):
+        """``flex.reminder.log._claim`` of ``batch``. A subscription another run mailed
+        after this transaction began is logged already, in a row this (repeatable read)
+        snapshot cannot see: PostgreSQL refuses to skip it (a serialization failure).
+        Then each subscription is claimed on its own and the refused ones are dropped:
+        they were mailed."""
+        Log = self.env["flex.reminder.log"]
+        try:
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+                return Log._claim(batch)
+        except SerializationFailure:
+            _logger.debug("Reminders mailed by another run meanwhile: claimed one by one")
+        per_sub = {}
+        for event in batch:
+            per_sub.setdefault(event[1].id, []).append(event)
+        claimed = []
+        for events in per_sub.values():
+            try:
+                with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+                    claimed += Log._claim(events)
+            except SerializationFailure:
+                _logger.debug("Reminders of subscription %s sent by another run", events[0][1].id)
+        return claimed
 
     def _send_event_reminder(self, trigger, record, key):
         """Confirmations (change applied, cancellation): queued at once, once per key."""

@@ -843,7 +843,9 @@ class FlexSubscriptionChange(models.Model):
     def _cron_apply_scheduled(self, limit=200):
         """Apply the scheduled changes due today, each in its own savepoint; a change
         another worker holds is skipped (``FOR UPDATE SKIP LOCKED``), and an applied
-        change is never applied again (its state is checked under the row lock)."""
+        change is never applied again (its state is checked under the row lock). At most
+        ``limit`` per call: Odoo's cron runner commits and calls again while some remain
+        (``ir.cron._notify_progress``), and the job's other lanes are woken to help."""
         today = self._today()
         self.env.flush_all()
         self.env.cr.execute(
@@ -859,9 +861,8 @@ class FlexSubscriptionChange(models.Model):
         # Every company's changes (the cron's user may not see them all), each applied in
         # its own company.
         changes = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
-        if len(changes) == limit:  # maybe more: the job's other lanes help
-            self.env["ir.cron"]._flex_wake_lanes()
         applied = self.browse()
+        cancelled = 0
         for change in changes:
             # A subscription being invoiced (or changed) by another worker: next run.
             if not change.subscription_id._lock_for_change(raise_if_busy=False):
@@ -876,6 +877,7 @@ class FlexSubscriptionChange(models.Model):
                 self.env.invalidate_all()
                 message = str(error.args[0] if error.args else error)
                 change.write({"state": "cancelled", "note": message})
+                cancelled += 1
                 change.subscription_id.message_post(
                     body=self.env._(
                         "Scheduled change %(name)s could not be applied: %(error)s",
@@ -886,6 +888,22 @@ class FlexSubscriptionChange(models.Model):
             except Exception:  # noqa: BLE001 - one broken change never blocks the others
                 self.env.invalidate_all()
                 _logger.exception("Scheduled change %s failed; retried on the next run", change.id)
+        done = len(applied) + cancelled
+        # Still due, those other workers hold included (a broken change too: it is
+        # retried, but only while other changes get done).
+        remaining = self.sudo().search_count(
+            [("state", "=", "scheduled"), ("effective_date", "<=", today)]
+        )
+        if done:
+            _logger.info(
+                "Scheduled changes: %s applied, %s cancelled, %s due",
+                len(applied),
+                cancelled,
+                remaining,
+            )
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining if done else 0)
+        if done and remaining:
+            self.env["ir.cron"]._flex_wake_lanes()
         return applied
 
     def _apply_scheduled(self):

@@ -1,5 +1,12 @@
+from datetime import date
+
+from odoo import Command
 from odoo.exceptions import UserError
-from odoo.tests import TransactionCase
+from odoo.sql_db import db_connect
+from odoo.tests import TransactionCase, freeze_time, tagged
+
+from ..models.flex_reminder import REMINDER_LOCK
+from .common import FlexCommon
 
 
 class TestCronLanes(TransactionCase):
@@ -57,3 +64,123 @@ class TestCronLanes(TransactionCase):
         )
         # Outside a cron job: nothing to wake.
         self.assertFalse(self.env["ir.cron"]._flex_wake_lanes())
+
+
+@tagged("post_install", "-at_install")
+class TestCronProgress(FlexCommon):
+    """Jobs in batches tell Odoo's cron runner what is left (``ir.cron._notify_progress``):
+    it calls again at once while something is, and the other lanes are woken to help."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Change = cls.env["flex.subscription.change"]
+        cls.plan_yearly = cls._create_plan(name="Yearly", billing_unit="year")
+        cls.partner.email = "customer@example.com"
+        cls.plan_yearly.reminder_rule_ids.filtered(
+            lambda rule: rule.trigger == "invoice_unpaid"
+        ).active = False
+
+    def _progress(self, job):
+        return self.env["ir.cron.progress"].create({"cron_id": job.id, "remaining": 0, "done": 0})
+
+    def _triggers(self, job):
+        return self.env["ir.cron.trigger"].search_count([("cron_id", "=", job.id)])
+
+    def test_scheduled_changes_report_what_is_left(self):
+        job = self.env.ref("subscription_flex.ir_cron_flex_apply_changes")
+        job.flex_lane_count = 2
+        day = date(2027, 3, 20)
+        # Only this test's changes are due on its day (in any company).
+        self.Change.sudo().search(
+            [("state", "=", "scheduled"), ("effective_date", "<=", day)]
+        ).effective_date = date(2099, 1, 1)
+        changes = self.Change
+        for _i in range(3):
+            sub = self._create_subscription(start=date(2027, 3, 1))
+            sub.with_context(flex_today=date(2027, 3, 1))._create_recurring_invoices(
+                date(2027, 3, 1)
+            )
+            change = self.Change.with_context(flex_today=date(2027, 3, 17)).create(
+                {
+                    "subscription_id": sub.id,
+                    "timing": "date",
+                    "date": day,
+                    "line_ids": [
+                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 5})
+                    ],
+                }
+            )
+            change.action_confirm()
+            changes |= change
+        self.assertEqual(set(changes.mapped("state")), {"scheduled"})
+        lane = job.flex_lane_ids
+        triggers = self._triggers(lane)
+        progress = self._progress(job)
+        Change = self.Change.with_context(
+            flex_today=day, cron_id=job.id, ir_cron_progress_id=progress.id
+        )
+        self.assertEqual(Change._cron_apply_scheduled(limit=2), changes[:2])
+        self.assertEqual((progress.done, progress.remaining), (2, 1))
+        self.assertEqual(self._triggers(lane), triggers + 1)  # the other lane helps
+        progress = self._progress(job)
+        Change = Change.with_context(ir_cron_progress_id=progress.id)
+        self.assertEqual(Change._cron_apply_scheduled(limit=2), changes[2])
+        self.assertEqual((progress.done, progress.remaining), (1, 0))
+        progress = self._progress(job)
+        Change = Change.with_context(ir_cron_progress_id=progress.id)
+        self.assertFalse(Change._cron_apply_scheduled(limit=2))
+        self.assertEqual((progress.done, progress.remaining), (0, 0))
+        self.assertEqual(self._triggers(lane), triggers + 1)
+        self.assertEqual(set(changes.mapped("state")), {"applied"})
+        self.assertEqual(changes.subscription_id.line_ids.mapped("quantity"), [5.0] * 3)
+        # 12 days of 31 left: credit -30 x 12/31 = -11.61, charge 50 x 12/31 = 19.35: 7.74
+        # untaxed, tax -2.44 + 4.06 = 1.62 (one rounding per line); one invoice each.
+        self.assertEqual(len(changes.move_id), 3)
+        for change in changes:
+            self.assertEqual(change.move_id.amount_untaxed, 7.74)
+            self.assertEqual(change.move_id.amount_total, 9.36)
+
+    def test_parallel_reminder_runs_take_disjoint_batches(self):
+        subs = self.Subscription
+        for _i in range(3):
+            sub = self._create_subscription(plan=self.plan_yearly, start=date(2027, 1, 1))
+            sub.with_context(flex_today=date(2027, 1, 1))._create_recurring_invoices(
+                date(2027, 1, 1)
+            )
+            subs |= sub
+        job = self.env.ref("subscription_flex.ir_cron_flex_send_reminders")
+        progress = self._progress(job)
+        Subscription = self.Subscription.with_context(ir_cron_progress_id=progress.id)
+        # Another run (another PostgreSQL session) holds the first subscription.
+        with db_connect(self.env.cr.dbname).cursor() as other, freeze_time("2027-12-02 08:00"):
+            other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [REMINDER_LOCK, subs[0].id])
+            logs = Subscription._cron_send_reminders(batch_size=3)
+            self.assertEqual(logs.subscription_id, subs[1:])
+            self.assertEqual((progress.done, progress.remaining), (2, 1))
+        # Released: the next call takes it, once.
+        progress = self._progress(job)
+        Subscription = self.Subscription.with_context(ir_cron_progress_id=progress.id)
+        with freeze_time("2027-12-02 08:05"):
+            self.assertEqual(
+                Subscription._cron_send_reminders(batch_size=3).subscription_id, subs[0]
+            )
+            self.assertEqual((progress.done, progress.remaining), (1, 0))
+            self.assertFalse(Subscription._cron_send_reminders(batch_size=3))
+        self.assertEqual(len(subs.reminder_log_ids), 3)
+        self.assertEqual(len(subs.reminder_log_ids.mail_id), 3)
+
+    def test_each_lane_starts_at_its_own_place(self):
+        job = self.env.ref("subscription_flex.ir_cron_flex_send_reminders")
+        job.flex_lane_count = 2
+        subs = self.Subscription
+        for _i in range(4):
+            subs |= self._create_subscription(plan=self.plan_yearly, start=date(2027, 1, 1))
+        rule = self.plan_yearly.reminder_rule_ids[:1]
+        todo = [(rule, sub, "key", sub) for sub in subs]
+        first = self.Subscription.with_context(cron_id=job.id)._reminder_batch(todo, 2)
+        second = self.Subscription.with_context(cron_id=job.flex_lane_ids.id)._reminder_batch(
+            todo, 2
+        )
+        self.assertEqual([event[1] for event in first], list(subs[:2]))
+        self.assertEqual([event[1] for event in second], list(subs[2:]))
