@@ -10,7 +10,7 @@
     "development_status": "Alpha",
     "application": True,
     "installable": True,
-    "depends": ["account", "product", "mail"],
+    "depends": ["account", "product", "mail", "sale"],
     "external_dependencies": {"python": ["python-dateutil"]},
     "data": [
         "security/subscription_flex_groups.xml",
@@ -33,6 +33,7 @@
         "views/res_partner_views.xml",
         "views/account_move_views.xml",
         "views/ir_cron_views.xml",
+        "views/sale_order_views.xml",
         "wizard/flex_subscription_close_wizard_views.xml",
         "wizard/flex_plan_migration_views.xml",
         "views/subscription_flex_menus.xml",

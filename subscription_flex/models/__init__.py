@@ -15,6 +15,11 @@ from . import res_partner
 from . import account_move
 from . import account_move_line
 from . import ir_cron
+from . import flex_subscription_sale
+from . import flex_subscription_change_sale
+from . import sale_order
+from . import sale_order_line
+from . import sale_report
 
 # Last: its SQL view reads columns the extensions above add to account.move.line.
 from . import flex_mrr

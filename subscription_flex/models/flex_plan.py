@@ -98,6 +98,11 @@ class FlexPlan(models.Model):
         help="When a switch to a plan with a shorter billing period (yearly to monthly) "
         "takes effect. A switch to a longer period always starts a new period at once.",
     )
+    renewal_quotation_days = fields.Integer(
+        string="Renewal Quotation (days ahead)",
+        help="Fixed terms: a renewal quotation is made this many days before the term ends "
+        "(0: only with the button).",
+    )
     journal_id = fields.Many2one(
         "account.journal",
         domain="[('type', '=', 'sale')]",

@@ -777,6 +777,11 @@ class FlexSubscription(models.Model):
             flex_subscription_line_id=line.id,
             flex_period_start=period.start,
             flex_period_end=period.last_day,
+            **(
+                {"analytic_distribution": line.analytic_distribution}
+                if line.analytic_distribution
+                else {}
+            ),
         )
 
     @api.model
@@ -998,6 +1003,7 @@ class FlexSubscription(models.Model):
         if moves:
             self._mark_usage_invoiced(moves)
             moves.line_ids.flex_change_item_id._sync_state()
+            moves.invoice_line_ids._flex_link_sale_lines()
         for sub in skipped:
             if sub not in errors:
                 sub._advance_skipped_slots(skipped[sub])

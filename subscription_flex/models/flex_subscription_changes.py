@@ -306,6 +306,11 @@ class FlexSubscription(models.Model):
                     flex_period_start=item.period_start,
                     flex_period_end=item.period_end,
                     flex_change_item_id=item.id,
+                    **(
+                        {"analytic_distribution": item.subscription_line_id.analytic_distribution}
+                        if item.subscription_line_id.analytic_distribution
+                        else {}
+                    ),
                 )
             )
             lines_taxes.append(taxes)

@@ -7,6 +7,7 @@ from ..core.money import line_subtotal
 class FlexSubscriptionLine(models.Model):
     _name = "flex.subscription.line"
     _description = "Subscription Line"
+    _inherit = ["analytic.mixin"]
     _order = "subscription_id, sequence, id"
     _check_company_auto = True
 
@@ -120,6 +121,15 @@ class FlexSubscriptionLine(models.Model):
             lambda line: not line.price_overridden and not line.subscription_id.grandfathered
         ):
             line.price_unit = line._lookup_price(day)
+
+    def _flex_renewal_price(self, day):
+        """Unit price of this line in a term starting ``day``: a custom or grandfathered
+        price stays, the others take the plan's version valid that day."""
+        self.ensure_one()
+        sub = self.subscription_id
+        if self.price_overridden or sub.grandfathered:
+            return self.price_unit
+        return sub._price_for(sub.plan_id, self.product_id, day)
 
     def _get_invoice_label(self, period):
         self.ensure_one()

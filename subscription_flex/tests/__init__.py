@@ -13,3 +13,4 @@ from . import test_changes
 from . import test_reminders
 from . import test_mrr
 from . import test_cron_lanes
+from . import test_sale
