@@ -148,7 +148,7 @@ class FlexSubscription(models.Model):
 
     def _flex_pricelist(self):
         """A pricelist in the subscription's currency (an order's currency is its
-        pricelist's): the customer's when it matches."""
+        pricelist's, or the company's without one): the customer's when it matches."""
         self.ensure_one()
         pricelist = self.partner_id.with_company(self.company_id).property_product_pricelist
         if pricelist.currency_id == self.currency_id:
@@ -160,7 +160,7 @@ class FlexSubscription(models.Model):
             ],
             limit=1,
         )
-        if not pricelist:
+        if not pricelist and self.currency_id != self.company_id.currency_id:
             raise UserError(
                 self.env._(
                     "Create a pricelist in %(currency)s to quote %(name)s.",

@@ -487,3 +487,18 @@ class TestSale(FlexCommon):
         # New: 3 × 10.00 a month; upsell: 3 → 5 seats, 20.00 more a month.
         self.assertMoney(by_user[(self.salesperson, "new")], 30.0)
         self.assertMoney(by_user[(other, "upsell")], 20.0)
+
+    def test_12_demo_data_tells_the_sales_story(self):
+        """The demo data loaded whole (a demo file that fails is dropped silently by
+        Odoo): a confirmed order with its subscription, a quotation, an upsell."""
+        if not self.env["ir.module.module"].search([("name", "=", "subscription_flex")]).demo:
+            self.skipTest("installed without demo data")
+        # The demo company's records: read as the superuser (the test user is in its own
+        # company).
+        env = self.env(su=True)
+        jackson = env.ref("subscription_flex.sale_order_jackson_demo")
+        self.assertEqual((jackson.state, jackson.flex_order_kind), ("sale", "new"))
+        self.assertEqual(len(jackson.flex_created_subscription_ids), 1)
+        self.assertEqual(jackson.invoice_status, "invoiced")
+        upsell = env.ref("subscription_flex.change_azure_upsell_demo").sale_order_ids
+        self.assertEqual((upsell.state, upsell.flex_order_kind), ("draft", "upsell"))
