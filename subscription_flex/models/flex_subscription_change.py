@@ -13,9 +13,11 @@ from collections import OrderedDict
 from datetime import timedelta
 from decimal import Decimal
 
+from psycopg2.errors import SerializationFailure
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.tools import format_amount, format_date
+from odoo.tools import format_amount, format_date, mute_logger
 
 from ..core import periods as P
 from ..core import proration
@@ -848,24 +850,43 @@ class FlexSubscriptionChange(models.Model):
         (``ir.cron._notify_progress``), and the job's other lanes are woken to help."""
         today = self._today()
         self.env.flush_all()
-        self.env.cr.execute(
-            """
-            SELECT id FROM flex_subscription_change
-             WHERE state = 'scheduled' AND effective_date <= %s
-             ORDER BY effective_date, id
-             LIMIT %s
-               FOR UPDATE SKIP LOCKED
-            """,
-            (today, limit),
-        )
+        try:
+            # A change another worker applied after this transaction's snapshot was taken
+            # cannot be locked (repeatable read: a serialization failure, never a second
+            # application): this run starts again at once, with a fresh snapshot.
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    """
+                    SELECT id FROM flex_subscription_change
+                     WHERE state = 'scheduled' AND effective_date <= %s
+                     ORDER BY effective_date, id
+                     LIMIT %s
+                       FOR UPDATE SKIP LOCKED
+                    """,
+                    (today, limit),
+                )
+                ids = [row[0] for row in self.env.cr.fetchall()]
+        except SerializationFailure:
+            _logger.info("Scheduled changes: applied by another worker meanwhile, again")
+            # sudo: the cron's user runs the job's code; cron records are technical.
+            cron = self.env["ir.cron"].sudo().browse(self.env.context.get("cron_id")).exists()
+            if cron:
+                cron._trigger()
+            return self.browse()
         # Every company's changes (the cron's user may not see them all), each applied in
         # its own company.
-        changes = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        changes = self.sudo().browse(ids)
         applied = self.browse()
         cancelled = 0
         for change in changes:
-            # A subscription being invoiced (or changed) by another worker: next run.
-            if not change.subscription_id._lock_for_change(raise_if_busy=False):
+            # A subscription being invoiced (or changed) by another worker, or changed by
+            # it since this snapshot: next run.
+            try:
+                with mute_logger("odoo.sql_db"), self.env.cr.savepoint(flush=False):
+                    free = change.subscription_id._lock_for_change(raise_if_busy=False)
+            except SerializationFailure:
+                free = False
+            if not free:
                 continue
             try:
                 with self.env.cr.savepoint():
