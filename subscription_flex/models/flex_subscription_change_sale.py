@@ -130,14 +130,15 @@ class FlexSubscriptionChange(models.Model):
                     mrr += proration.full_amount(self._terms(after), decimals) / new_months
                 if before:
                     mrr -= proration.full_amount(self._terms(before), decimals) / old_months
+            quantities = ["{:g}".format(v["quantity"]) if v else "0" for v in (before, after)]
             vals_list.append(
                 {
                     "product_id": product.id,
                     "name": self.env._(
                         "%(product)s: %(before)s → %(after)s from %(date)s",
                         product=product.display_name,
-                        before=f"{before['quantity']:g}" if before else "0",
-                        after=f"{after['quantity']:g}" if after else "0",
+                        before=quantities[0],
+                        after=quantities[1],
                         date=format_date(self.env, plan["effective_date"]),
                     ),
                     "product_uom_qty": 1.0,
