@@ -292,6 +292,25 @@ class TestSale(FlexCommon):
             self._confirm(order, today)
         self.assertEqual(len(sub.invoice_ids), 2)  # March, and the change's invoice
         self.assertEqual(sub.line_ids.quantity, 8.0)
+        # The same change confirmed directly on a twin subscription does the same.
+        twin = self._running_sub()
+        direct_change = self._seat_change(twin, 8, today)
+        direct_change.with_context(flex_today=today).action_confirm()
+
+        def trail(change):
+            return (
+                [
+                    (i.kind, i.period_start, i.period_end, i.days, i.amount)
+                    for i in change.item_ids.sorted("id")
+                ],
+                change.move_id.move_type,
+                change.move_id.amount_untaxed,
+                change.move_id.amount_total,
+                change.subscription_id.line_ids.mapped("quantity"),
+                change.subscription_id.mrr,
+            )
+
+        self.assertEqual(trail(change), trail(direct_change))
 
     def test_04_upsell_quotation_out_of_date_is_refused_then_updated(self):
         sub = self._running_sub()
@@ -502,3 +521,37 @@ class TestSale(FlexCommon):
         self.assertEqual(jackson.invoice_status, "invoiced")
         upsell = env.ref("subscription_flex.change_azure_upsell_demo").sale_order_ids
         self.assertEqual((upsell.state, upsell.flex_order_kind), ("draft", "upsell"))
+
+    def test_13_a_salesperson_without_subscription_rights_sells_one(self):
+        seller = self.env["res.users"].create(
+            {
+                "name": "Sam Seller",
+                "login": "flex_sam",
+                "company_id": self.company.id,
+                "company_ids": [Command.set(self.company.ids)],
+                "groups_id": [Command.set(self.env.ref("sales_team.group_sale_salesman").ids)],
+            }
+        )
+        self.assertFalse(seller.has_group("subscription_flex.group_flex_user"))
+        order = (
+            self.env["sale.order"]
+            .with_user(seller)
+            .create(
+                {
+                    "partner_id": self.partner.id,
+                    "company_id": self.company.id,
+                    "order_line": [
+                        Command.create({"product_id": self.product_seat.id, "product_uom_qty": 2})
+                    ],
+                }
+            )
+        )
+        # The plan is proposed (the first one that prices the product), its price taken.
+        self.assertEqual(order.order_line.flex_plan_id, self.plan_monthly)
+        self.assertEqual(order.order_line.price_unit, 10.0)
+        order.with_context(flex_today=date(2027, 3, 1)).action_confirm()
+        sub = order.sudo().flex_created_subscription_ids
+        self.assertEqual((sub.state, sub.user_id), ("active", seller))
+        # 2 × 10.00 + 21% = 24.20, invoiced by the subscription.
+        self.assertMoney(sub.invoice_ids.amount_total, 24.20)
+        self.assertEqual(order.invoice_status, "invoiced")
