@@ -1,15 +1,19 @@
-"""What the fault tests share: committed seed data and watching another process's
-PostgreSQL session (Odoo names each connection ``odoo-<pid>``)."""
+"""What the fault tests share: committed seed data, watching another process's
+PostgreSQL session (Odoo names each connection ``odoo-<pid>``), and real Odoo servers
+running one scheduled action side by side."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import odoo
-from odoo import SUPERUSER_ID, Command, api
+from odoo import SUPERUSER_ID, Command, api, fields
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,3 +126,124 @@ def kill_in_transaction(registry, process, wait=0.0):
             process.kill()
     assert process.returncode == -signal.SIGKILL
     assert session_gone(registry, process.pid)
+
+
+def _odoo_bin():
+    odoo_bin = os.environ.get("ODOO_BIN")
+    if odoo_bin:
+        return [sys.executable, odoo_bin]
+    return [sys.executable, "-m", "odoo"]
+
+
+def _switch_off_other_jobs(registry, job_ids):
+    with registry.cursor() as cr:
+        cr.execute(
+            "UPDATE ir_cron SET active = FALSE WHERE active AND id != ALL(%s) RETURNING id",
+            [job_ids],
+        )
+        return [row[0] for row in cr.fetchall()]
+
+
+def _switch_on(registry, ids):
+    with registry.cursor() as cr:
+        cr.execute("UPDATE ir_cron SET active = TRUE WHERE id = ANY(%s)", [ids])
+
+
+def _start_server(registry, log):
+    return subprocess.Popen(  # noqa: S603 - Odoo itself, our configuration
+        [
+            *_odoo_bin(),
+            "-c",
+            odoo.tools.config.rcfile,
+            "-d",
+            registry.db_name,
+            "--no-http",
+            "--workers=0",
+            "--max-cron-threads=1",
+            "--log-level=info",
+            f"--logfile={log}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(servers):
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _set_lanes(registry, xmlid, count):
+    """Give the job ``xmlid`` ``count`` lanes; returns the ids of the job and its lanes."""
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        job = env.ref(xmlid)
+        job.flex_lane_count = count
+        lanes = job | job.flex_lane_ids
+        assert len(lanes) == count and lanes.mapped("code") == [job.code] * count
+        # Not before the servers are up: they start when triggered.
+        lanes.write({"nextcall": fields.Datetime.add(fields.Datetime.now(), days=1)})
+        return lanes.ids
+
+
+@contextmanager
+def cron_servers(registry, log_dir, xmlid, count=2):
+    """``count`` real Odoo servers (``odoo-bin``, one cron worker each, no HTTP) on the
+    test database run the job ``xmlid``, given ``count`` lanes, at the same time: every
+    other scheduled action is switched off (nothing else runs, no mail leaves), the job's
+    lanes are triggered once both servers have loaded the database. Yields the server
+    processes and their log files; on exit the servers are stopped, the other jobs
+    switched back on and the job goes back to one lane."""
+    job_ids = _set_lanes(registry, xmlid, count)
+    switched_off = _switch_off_other_jobs(registry, job_ids)
+    servers, logs = [], [Path(log_dir) / f"server{number}.log" for number in range(count)]
+    try:
+        servers.extend(_start_server(registry, log) for log in logs)
+        # Every server has loaded the database (its cron worker listens from then on).
+        wait_for(
+            lambda: all(
+                log.exists() and "Registry loaded" in log.read_text(errors="replace")
+                for log in logs
+            ),
+            servers,
+            180,
+            "the Odoo servers did not start",
+        )
+        time.sleep(2)
+        with registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            for lane in env["ir.cron"].browse(job_ids):
+                lane._trigger()  # NOTIFY at commit: the servers wake up
+        yield servers, logs
+    finally:
+        _stop(servers)
+        _switch_on(registry, switched_off)
+        with registry.cursor() as cr:
+            api.Environment(cr, SUPERUSER_ID, {}).ref(xmlid).flex_lane_count = 1
+
+
+def wait_for(condition, servers, timeout, message):
+    """Poll ``condition`` every half second until it holds; fail after ``timeout``
+    seconds, or as soon as one of ``servers`` has stopped."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        assert all(server.poll() is None for server in servers), "an Odoo server stopped"
+        time.sleep(0.5)
+
+
+def logged_by_pid(logs, logger, message):
+    """Sum per process id of the number that ``message`` (a regular expression with one
+    group, a count) captures in the INFO lines of ``logger`` in the Odoo ``logs``."""
+    pattern = re.compile(rf" (\d+) INFO \S+ {re.escape(logger)}: {message}")
+    by_pid = Counter()
+    for log in logs:
+        for pid, number in pattern.findall(log.read_text(errors="replace")):
+            by_pid[pid] += int(number)
+    return by_pid

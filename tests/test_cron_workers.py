@@ -12,51 +12,16 @@ FLEX_WORKERS_SUBSCRIPTIONS (default 2,000) sets the size.
 """
 
 import os
-import re
-import subprocess
-import sys
 import time
 import uuid
-from collections import Counter
-from pathlib import Path
 
-from faults import seed_subscriptions
+from faults import cron_servers, logged_by_pid, seed_subscriptions, wait_for
 
 import odoo
-from odoo import SUPERUSER_ID, api, fields
+from odoo import fields
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = int(os.environ.get("FLEX_WORKERS_SUBSCRIPTIONS", "2000"))
-REPO = Path(__file__).resolve().parents[1]
-INVOICED = re.compile(
-    r" (\d+) INFO \S+ odoo\.addons\.subscription_flex\.models\.flex_subscription: "
-    r"Recurring invoicing: (\d+) subscriptions invoiced"
-)
-
-
-def _registry():
-    return Registry(odoo.tools.config["db_name"])
-
-
-def _odoo_bin():
-    odoo_bin = os.environ.get("ODOO_BIN")
-    if odoo_bin:
-        return [sys.executable, odoo_bin]
-    return [sys.executable, "-m", "odoo"]
-
-
-def _switch_off_other_jobs(registry, job_ids):
-    with registry.cursor() as cr:
-        cr.execute(
-            "UPDATE ir_cron SET active = FALSE WHERE active AND id != ALL(%s) RETURNING id",
-            [job_ids],
-        )
-        return [row[0] for row in cr.fetchall()]
-
-
-def _switch_on(registry, ids):
-    with registry.cursor() as cr:
-        cr.execute("UPDATE ir_cron SET active = TRUE WHERE id = ANY(%s)", [ids])
 
 
 def _invoiced(registry, sub_ids):
@@ -74,78 +39,27 @@ def _invoiced(registry, sub_ids):
 
 
 def test_two_odoo_servers_invoice_each_subscription_exactly_once(tmp_path):
-    registry = _registry()
+    registry = Registry(odoo.tools.config["db_name"])
     seeded_at = time.monotonic()
     today = fields.Date.today()  # the servers' day (UTC, as the cron's user has no tz)
     sub_ids = seed_subscriptions(registry, uuid.uuid4().hex[:8], SUBSCRIPTIONS, today, 7.0, 3)
     seeded = time.monotonic() - seeded_at
-    with registry.cursor() as cr:
-        env = api.Environment(cr, SUPERUSER_ID, {})
-        job = env.ref("subscription_flex.ir_cron_flex_create_invoices")
-        job.flex_lane_count = 2
-        lanes = job | job.flex_lane_ids
-        assert len(lanes) == 2 and lanes.mapped("code") == [job.code] * 2
-        # Not before both servers are up: they start when triggered below.
-        lanes.write({"nextcall": fields.Datetime.add(fields.Datetime.now(), days=1)})
-        job_ids = lanes.ids
-    switched_off = _switch_off_other_jobs(registry, job_ids)
-    servers, logs = [], []
     try:
-        for number in (1, 2):
-            log = tmp_path / f"server{number}.log"
-            logs.append(log)
-            servers.append(
-                subprocess.Popen(  # noqa: S603 - Odoo itself, our configuration
-                    [
-                        *_odoo_bin(),
-                        "-c",
-                        odoo.tools.config.rcfile,
-                        "-d",
-                        registry.db_name,
-                        "--no-http",
-                        "--workers=0",
-                        "--max-cron-threads=1",
-                        "--log-level=info",
-                        f"--logfile={log}",
-                    ],
-                    cwd=REPO,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        # Both servers have loaded the database (their cron worker listens from then on).
-        deadline = time.monotonic() + 180
-        while not all(
-            log.exists() and "Registry loaded" in log.read_text(errors="replace") for log in logs
+        with cron_servers(registry, tmp_path, "subscription_flex.ir_cron_flex_create_invoices") as (
+            servers,
+            logs,
         ):
-            assert time.monotonic() < deadline, "the Odoo servers did not start"
-            assert all(server.poll() is None for server in servers), "an Odoo server stopped"
-            time.sleep(0.5)
-        time.sleep(2)
-        started = time.monotonic()
-        with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            for lane in env["ir.cron"].browse(job_ids):
-                lane._trigger()  # NOTIFY at commit: both servers wake up
-        deadline = time.monotonic() + 1200
-        while _invoiced(registry, sub_ids)[1] < SUBSCRIPTIONS:
-            assert time.monotonic() < deadline, "not every subscription was invoiced"
-            assert all(server.poll() is None for server in servers), "an Odoo server stopped"
-            time.sleep(1)
-        elapsed = time.monotonic() - started
-        time.sleep(3)  # anything still running would show as a second invoice
+            started = time.monotonic()
+            wait_for(
+                lambda: _invoiced(registry, sub_ids)[1] >= SUBSCRIPTIONS,
+                servers,
+                1200,
+                "not every subscription was invoiced",
+            )
+            elapsed = time.monotonic() - started
+            time.sleep(3)  # anything still running would show as a second invoice
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        _switch_on(registry, switched_off)
         with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            env.ref("subscription_flex.ir_cron_flex_create_invoices").flex_lane_count = 1
             cr.execute(
                 "UPDATE flex_subscription SET state = 'closed' WHERE id = ANY(%s)", [sub_ids]
             )
@@ -158,11 +72,12 @@ def test_two_odoo_servers_invoice_each_subscription_exactly_once(tmp_path):
         True,
     )
     # Both servers invoiced, and what they say they did adds up.
-    by_pid = Counter()
-    for log in logs:
-        for pid, invoiced in INVOICED.findall(log.read_text(errors="replace")):
-            by_pid[pid] += int(invoiced)
-    assert len(by_pid) == 2, f"both servers must have invoiced: {dict(by_pid)}"
+    by_pid = logged_by_pid(
+        logs,
+        "odoo.addons.subscription_flex.models.flex_subscription",
+        r"Recurring invoicing: (\d+) subscriptions invoiced",
+    )
+    assert len(by_pid) == 2 and all(by_pid.values()), f"both must invoice: {dict(by_pid)}"
     assert sum(by_pid.values()) >= SUBSCRIPTIONS, dict(by_pid)
     print(
         f"\n{SUBSCRIPTIONS:,} subscriptions (seeded in {seeded:.0f} s) invoiced by two Odoo "
