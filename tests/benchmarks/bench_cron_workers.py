@@ -15,6 +15,7 @@ and the speed-up of 2 workers over 1.
 """
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import copy_db, db_exists, install_addon, say, vacuum_analyze  # noqa: E402
+from _common import (  # noqa: E402
+    copy_db,
+    db_exists,
+    install_addon,
+    pg_admin,
+    say,
+    vacuum_analyze,
+)
 from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
 
 import odoo  # noqa: E402
@@ -99,8 +107,23 @@ def invoiced(registry):
         return cr.fetchone()
 
 
-def run(template, db, workers, n, directory):
+def pg_counters():
+    """WAL written so far and checkpoints so far (the cluster's, for the run's report)."""
+    (row,) = pg_admin(
+        "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, checkpoints_timed + checkpoints_req,"
+        " buffers_backend FROM pg_stat_bgwriter"
+    )
+    return row
+
+
+def run(template, db, workers, n, directory, settle=0):
     copy_db(template, db)
+    if settle:
+        # Start every measurement alike: the copy's writes on disk, a checkpoint just
+        # done, the machine idle for a moment.
+        pg_admin("CHECKPOINT")
+        os.sync()
+        time.sleep(settle)
     registry = odoo.modules.registry.Registry(db)
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -138,6 +161,7 @@ def run(template, db, workers, n, directory):
                 raise RuntimeError(f"an Odoo server stopped: see {logs}")
             time.sleep(0.2)
         time.sleep(2)
+        before = pg_counters()
         started = time.perf_counter()
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
@@ -148,6 +172,7 @@ def run(template, db, workers, n, directory):
                 raise RuntimeError(f"an Odoo server stopped: see {logs}")
             time.sleep(0.2)
         seconds = time.perf_counter() - started
+        after = pg_counters()
         time.sleep(2)
     finally:
         for server in servers:
@@ -158,6 +183,10 @@ def run(template, db, workers, n, directory):
     if (count, distinct) != (n, n):
         raise RuntimeError(f"{count} invoices for {distinct} subscriptions, expected {n}")
     odoo.sql_db.close_db(db)
+    say(
+        f"    WAL {(after[0] - before[0]) / 2**20:,.0f} MiB, {after[1] - before[1]} checkpoint(s),"
+        f" {after[2] - before[2]:,} buffers written by backends"
+    )
     return seconds
 
 
@@ -167,17 +196,27 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--db", default="bench_workers")
     parser.add_argument("--template", default="bench_workers_tpl")
+    parser.add_argument(
+        "--settle",
+        type=int,
+        default=0,
+        help="before each measurement: CHECKPOINT, sync, then wait this many seconds",
+    )
+    parser.add_argument(
+        "--workers", default="1,2", help="worker counts to measure, e.g. 1 (only one)"
+    )
     args = parser.parse_args()
     configure_odoo(args.template, "warn")
     if not db_exists(args.template):
         seed(install_addon(args.template, "subscription_flex"), args.n)
     odoo.sql_db.close_db(args.template)
-    times = {1: [], 2: []}
+    counts = [int(count) for count in args.workers.split(",")]
+    times = {count: [] for count in counts}
     with tempfile.TemporaryDirectory() as directory:
         for number in range(args.runs):
-            order = (1, 2) if number % 2 == 0 else (2, 1)
+            order = counts if number % 2 == 0 else counts[::-1]
             for workers in order:
-                seconds = run(args.template, args.db, workers, args.n, directory)
+                seconds = run(args.template, args.db, workers, args.n, directory, args.settle)
                 times[workers].append(seconds)
                 say(
                     f"run {number + 1}: {workers} worker(s) invoiced {args.n:,} subscriptions in "
@@ -189,6 +228,8 @@ def main():
             f"{workers} worker(s): median {statistics.median(values):6.1f} s "
             f"(min {min(values):.1f}, max {max(values):.1f})"
         )
+    if set(times) != {1, 2}:
+        return
     ratios = [one / two for one, two in zip(times[1], times[2], strict=True)]
     say(
         f"speed-up of 2 workers over 1: median {statistics.median(ratios):.2f}x "
