@@ -228,6 +228,18 @@ def cron_servers(registry, log_dir, xmlid, count=2):
             api.Environment(cr, SUPERUSER_ID, {}).ref(xmlid).flex_lane_count = 1
 
 
+def run_on_servers(registry, log_dir, xmlid, finished, timeout=1200):
+    """Run the job ``xmlid`` on two servers (:func:`cron_servers`) until ``finished()``
+    holds, then 3 seconds more: anything still running would show as done twice. Returns
+    the servers' log files and the seconds from the trigger to ``finished()``."""
+    with cron_servers(registry, log_dir, xmlid) as (servers, logs):
+        started = time.monotonic()
+        wait_for(finished, servers, timeout, f"{xmlid} did not finish in {timeout} s")
+        elapsed = time.monotonic() - started
+        time.sleep(3)
+    return logs, elapsed
+
+
 def wait_for(condition, servers, timeout, message):
     """Poll ``condition`` every half second until it holds; fail after ``timeout``
     seconds, or as soon as one of ``servers`` has stopped."""
