@@ -1,4 +1,5 @@
 import logging
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -1170,6 +1171,7 @@ class FlexSubscription(models.Model):
         """Invoice one batch of due subscriptions; Odoo's cron runner commits and calls
         again while ``remaining`` is positive (``ir.cron._notify_progress``)."""
         today = self._today()
+        started = time.time()
         ids = self._lock_due_subscriptions(today, batch_size)
         subs = self.browse(ids)
         for company, company_subs in subs.grouped("company_id").items():
@@ -1179,7 +1181,12 @@ class FlexSubscription(models.Model):
             _logger.info(
                 "Recurring invoicing: %s subscriptions invoiced, %s due", len(subs), remaining
             )
-        self.env["ir.cron"]._notify_progress(done=len(subs), remaining=remaining if subs else 0)
+        Cron = self.env["ir.cron"]
+        if subs and remaining and Cron._flex_out_of_time(time.time() - started):
+            # Near Odoo's time limit: this run ends here, a new one starts at once.
+            Cron._flex_yield_run()
+            remaining = 0
+        Cron._notify_progress(done=len(subs), remaining=remaining if subs else 0)
         if subs and remaining:
             self.env["ir.cron"]._flex_wake_lanes()
         return subs

@@ -9,6 +9,7 @@ at the end of the period are *scheduled* and applied by a cron on their date, on
 """
 
 import logging
+import time
 from collections import OrderedDict
 from datetime import timedelta
 from decimal import Decimal
@@ -842,13 +843,14 @@ class FlexSubscriptionChange(models.Model):
     # ------------------------------------------------------------------ cron
 
     @api.model
-    def _cron_apply_scheduled(self, limit=200):
+    def _cron_apply_scheduled(self, limit=50):
         """Apply the scheduled changes due today, each in its own savepoint; a change
         another worker holds is skipped (``FOR UPDATE SKIP LOCKED``), and an applied
         change is never applied again (its state is checked under the row lock). At most
         ``limit`` per call: Odoo's cron runner commits and calls again while some remain
         (``ir.cron._notify_progress``), and the job's other lanes are woken to help."""
         today = self._today()
+        started = time.time()
         self.env.flush_all()
         try:
             # A change another worker applied after this transaction's snapshot was taken
@@ -922,9 +924,15 @@ class FlexSubscriptionChange(models.Model):
                 cancelled,
                 remaining,
             )
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining if done else 0)
+        Cron = self.env["ir.cron"]
+        if done and remaining and Cron._flex_out_of_time(time.time() - started):
+            # Near Odoo's time limit: this run ends here, a new one starts at once.
+            Cron._flex_yield_run()
+            Cron._notify_progress(done=done, remaining=0)
+        else:
+            Cron._notify_progress(done=done, remaining=remaining if done else 0)
         if done and remaining:
-            self.env["ir.cron"]._flex_wake_lanes()
+            Cron._flex_wake_lanes()
         return applied
 
     def _apply_scheduled(self):

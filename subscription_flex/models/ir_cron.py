@@ -10,8 +10,17 @@ A job with work left wakes its lanes (``_flex_wake_lanes``), so they start at on
 instead of at their next scheduled call.
 """
 
+import threading
+import time
+import weakref
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import config
+
+# First batch of a job run, per cursor (Odoo's cron runner keeps one cursor for the run's
+# batches): where the cron thread has no start time (prefork cron workers).
+_RUN_STARTED = weakref.WeakKeyDictionary()
 
 
 class IrCron(models.Model):
@@ -136,3 +145,33 @@ class IrCron(models.Model):
         for lane in woken:
             lane._trigger()
         return woken
+
+    @api.model
+    def _flex_out_of_time(self, batch_seconds):
+        """Whether one more batch (as long as the last, ``batch_seconds``) could overrun
+        Odoo's real-time limit of the cron worker (``limit_time_real_cron``, else
+        ``limit_time_real``: 120 s by default). Odoo calls a job with work left up to ten
+        times in a row, and kills the worker at the limit: the batch in progress is lost
+        and redone, and three timeouts in a row count as a failure of the job."""
+        if not self.env.context.get("cron_id"):
+            return False
+        limit = config["limit_time_real_cron"]
+        if not limit or limit < 0:
+            limit = config["limit_time_real"]
+        if not limit or limit <= 0:
+            return False
+        started = getattr(threading.current_thread(), "start_time", None)
+        if not started:
+            started = _RUN_STARTED.setdefault(self.env.cr, time.time() - batch_seconds)
+        return time.time() - started + 2 * batch_seconds > limit
+
+    @api.model
+    def _flex_yield_run(self):
+        """End this run of the running job (Odoo's runner stops when it is told nothing
+        is left) and have it called again at once, in a new run with a new time limit."""
+        cron_id = self.env.context.get("cron_id")
+        # sudo: the cron's user runs the job's code; cron records are technical.
+        cron = self.sudo().browse(cron_id).exists() if cron_id else self.browse()
+        if cron:
+            cron._trigger()
+        return cron

@@ -1,9 +1,11 @@
 from datetime import date
+from unittest.mock import patch
 
 from odoo import Command
 from odoo.exceptions import UserError
 from odoo.sql_db import db_connect
 from odoo.tests import TransactionCase, freeze_time, tagged
+from odoo.tools import config
 
 from ..models.flex_reminder import REMINDER_LOCK
 from .common import FlexCommon
@@ -184,3 +186,49 @@ class TestCronProgress(FlexCommon):
         )
         self.assertEqual([event[1] for event in first], list(subs[:2]))
         self.assertEqual([event[1] for event in second], list(subs[2:]))
+
+
+@tagged("post_install", "-at_install")
+class TestCronTimeLimit(FlexCommon):
+    """A job with work left ends its run before Odoo's real-time limit of the cron worker
+    would kill it (the batch in progress lost, three timeouts a failure), and is called
+    again at once in a new run."""
+
+    def test_out_of_time_near_the_limit(self):
+        Cron = self.env["ir.cron"].with_context(cron_id=1)
+        with patch.dict(config.options, {"limit_time_real_cron": 100}):
+            # The run started with a 10 s batch: 10 s spent, another 2 × 10 s fit.
+            self.assertFalse(Cron._flex_out_of_time(10))
+            # A batch of 50 s: 10 s spent + 2 × 50 s would pass 100 s.
+            self.assertTrue(Cron._flex_out_of_time(50))
+            # Outside a cron run, never.
+            self.assertFalse(self.env["ir.cron"]._flex_out_of_time(50))
+        with patch.dict(config.options, {"limit_time_real_cron": 0, "limit_time_real": 0}):
+            self.assertFalse(Cron._flex_out_of_time(10_000))
+
+    def test_invoicing_run_ends_and_starts_again(self):
+        job = self.env.ref("subscription_flex.ir_cron_flex_create_invoices")
+        day = date(2027, 3, 1)
+        subs = self.Subscription
+        for _i in range(3):
+            subs |= self._create_subscription(start=day)
+        # Only this test's subscriptions are due (in any company).
+        self.env["flex.subscription"].sudo().search(
+            [("id", "not in", subs.ids), ("next_invoice_date", "<=", day)]
+        ).write({"invoicing_error_date": day})
+        progress = self.env["ir.cron.progress"].create(
+            {"cron_id": job.id, "remaining": 0, "done": 0}
+        )
+        triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", job.id)])
+        Subscription = self.Subscription.with_context(
+            flex_today=day, cron_id=job.id, ir_cron_progress_id=progress.id
+        )
+        with patch.dict(config.options, {"limit_time_real_cron": 1e-6}):
+            invoiced = Subscription._cron_create_invoices(batch_size=2)
+        self.assertEqual(len(invoiced), 2)
+        # Work is left, but the run says it is done: Odoo's runner stops calling...
+        self.assertEqual((progress.done, progress.remaining), (2, 0))
+        # ...and the job is called again at once, in a new run.
+        self.assertEqual(
+            self.env["ir.cron.trigger"].search_count([("cron_id", "=", job.id)]), triggers + 1
+        )
