@@ -205,7 +205,7 @@ def cron_servers(registry, log_dir, xmlid, count=2):
     servers, logs = [], [Path(log_dir) / f"server{number}.log" for number in range(count)]
     try:
         servers.extend(_start_server(registry, log) for log in logs)
-        # Every server has loaded the database (its cron worker listens from then on).
+        # Every server has loaded the database...
         wait_for(
             lambda: all(
                 log.exists() and "Registry loaded" in log.read_text(errors="replace")
@@ -215,7 +215,14 @@ def cron_servers(registry, log_dir, xmlid, count=2):
             180,
             "the Odoo servers did not start",
         )
-        time.sleep(2)
+        # ...and its cron thread listens: a NOTIFY sent before its LISTEN is lost, and the
+        # thread would only look at its next poll, a minute later.
+        wait_for(
+            lambda: cron_listening(registry, [server.pid for server in servers]) == count,
+            servers,
+            60,
+            "the Odoo servers' cron threads do not listen",
+        )
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             for lane in env["ir.cron"].browse(job_ids):
@@ -259,3 +266,17 @@ def logged_by_pid(logs, logger, message):
         for pid, number in pattern.findall(log.read_text(errors="replace")):
             by_pid[pid] += int(number)
     return by_pid
+
+
+def cron_listening(registry, pids):
+    """How many of the Odoo servers ``pids`` have a cron thread listening for triggers:
+    its session on the ``postgres`` database, idle after ``LISTEN cron_trigger`` and its
+    commit (a server has no other session there)."""
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+            " WHERE datname = 'postgres' AND state = 'idle'"
+            " AND query IN ('LISTEN cron_trigger', 'COMMIT') AND application_name = ANY(%s)",
+            [[f"odoo-{pid}" for pid in pids]],
+        )
+        return cr.fetchone()[0]

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: faults
 
 from _common import (  # noqa: E402
     copy_db,
@@ -34,6 +35,7 @@ from _common import (  # noqa: E402
     vacuum_analyze,
 )
 from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
+from faults import cron_listening  # noqa: E402
 
 import odoo  # noqa: E402
 from odoo import SUPERUSER_ID, Command, api, fields  # noqa: E402
@@ -160,7 +162,12 @@ def run(template, db, workers, n, directory, settle=0):
             if any(server.poll() is not None for server in servers):
                 raise RuntimeError(f"an Odoo server stopped: see {logs}")
             time.sleep(0.2)
-        time.sleep(2)
+        # Each server's cron thread listens for triggers: a NOTIFY sent before its LISTEN
+        # is lost, and the thread would only start at its next poll, up to 60 s later
+        # (that idle minute was in some earlier measurements).
+        while cron_listening(registry, [server.pid for server in servers]) < workers:
+            time.sleep(0.2)
+        time.sleep(0.5)
         before = pg_counters()
         started = time.perf_counter()
         with registry.cursor() as cr:
