@@ -164,3 +164,14 @@ class FlexPrice(models.Model):
             request: version.price_unit if version else None
             for request, version in self._get_version_map(requests).items()
         }
+
+    @api.model
+    def _get_unit_price(self, plan, product, currency, company, day):
+        """Unit price of ``product`` in ``plan`` on ``day``, in ``currency``: the version
+        valid that day, else the product's sales price converted from ``company``'s
+        currency."""
+        key = (plan.id, product.id, currency.id, day)
+        price = self._get_price_map([key])[key]
+        if price is None:
+            price = company.currency_id._convert(product.lst_price, currency, company, day)
+        return price

@@ -149,12 +149,9 @@ class FlexSubscription(models.Model):
         """Unit price of ``product`` in ``plan`` on ``day`` (the product's sales price,
         converted, when the plan has no version for it)."""
         self.ensure_one()
-        key = (plan.id, product.id, self.currency_id.id, day)
-        price = self.env["flex.price"]._get_price_map([key])[key]
-        if price is None:
-            company = self.company_id
-            price = company.currency_id._convert(product.lst_price, self.currency_id, company, day)
-        return price
+        return self.env["flex.price"]._get_unit_price(
+            plan, product, self.currency_id, self.company_id, day
+        )
 
     def _product_taxes(self, product):
         """Taxes as ``account.move.line._get_computed_taxes`` picks them for a customer

@@ -208,10 +208,9 @@ class SaleOrderLine(models.Model):
         self.ensure_one()
         product = self.product_id
         currency = self.order_id.currency_id
-        version = self._flex_version_price(start)
-        if version is None:
-            company = self.order_id.company_id
-            version = company.currency_id._convert(product.lst_price, currency, company, start)
+        version = self.env["flex.price"]._get_unit_price(
+            plan, product, currency, self.order_id.company_id, start
+        )
         default_name = product.get_product_multiline_description_sale()
         return {
             "product_id": product.id,
