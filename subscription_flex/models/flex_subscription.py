@@ -882,7 +882,7 @@ class FlexSubscription(models.Model):
         # One price query for the whole batch.
         requests = self._collect_price_requests(due)
         prices = self.env["flex.price"]._get_price_map(requests)
-        accounts_cache, taxes_cache, journals = {}, {}, {}
+        accounts_cache, journals = {}, {}
 
         def journal_for(sub):
             key = (sub.company_id.id, sub.plan_id.journal_id.id)
@@ -895,8 +895,7 @@ class FlexSubscription(models.Model):
             cache_key = (line.product_id.id, sub.company_id.id, sub.fiscal_position_id.id)
             if cache_key not in accounts_cache:
                 accounts_cache[cache_key] = line._get_income_account(journal)
-                taxes_cache[cache_key] = line._get_taxes()
-            return accounts_cache[cache_key], taxes_cache[cache_key]
+            return accounts_cache[cache_key], line._get_taxes()
 
         # Usage of every invoice of the batch, rated in one SQL aggregation.
         cuts = {

@@ -279,6 +279,7 @@ class FlexSubscriptionChange(models.Model):
             "price_unit": sub._price_for(self._target_plan(), product, price_day),
             "discount": discount,
             "custom": False,
+            "taxes": sub._product_taxes(product),
         }
 
     def _apply_change_lines(self, target, price_day):
@@ -330,6 +331,7 @@ class FlexSubscriptionChange(models.Model):
                     "price_unit": line.price_unit,
                     "discount": line.discount,
                     "custom": line.price_overridden,
+                    "taxes": line.tax_ids,
                 },
             )
             for line in self.subscription_id.line_ids
@@ -488,6 +490,7 @@ class FlexSubscriptionChange(models.Model):
                     "key": key,
                     "line": vals["line"],
                     "product": vals["product"],
+                    "taxes": vals["taxes"],
                     "name": vals["name"],
                     "kind": kind,
                     "quantity": vals["quantity"],
@@ -595,6 +598,7 @@ class FlexSubscriptionChange(models.Model):
                 "amount": Decimal(repr(item.amount)),
                 "name": item.name,
                 "line": item.subscription_line_id,
+                "taxes": item.tax_ids,
             }
             for item in self.item_ids
         ]
@@ -809,6 +813,7 @@ class FlexSubscriptionChange(models.Model):
             "days": item["days"],
             "period_days": item["period_days"],
             "amount": float(item["amount"]),
+            "tax_ids": [fields.Command.set(item["taxes"].ids)],
             "state": "pending",
         }
 
@@ -1027,6 +1032,13 @@ class FlexSubscriptionChangeItem(models.Model):
     subscription_line_id = fields.Many2one("flex.subscription.line", ondelete="set null")
     line_key = fields.Char()
     product_id = fields.Many2one("product.product", required=True)
+    tax_ids = fields.Many2many(
+        "account.tax",
+        string="Taxes",
+        context={"active_test": False},
+        help="Taxes of the subscription line the item prorates, as they were when the "
+        "change was applied.",
+    )
     name = fields.Char(string="Label", required=True)
     kind = fields.Selection([("credit", "Credit"), ("charge", "Charge")], required=True)
     quantity = fields.Float(digits="Product Unit of Measure")

@@ -90,7 +90,7 @@ class FlexSubscriptionChange(models.Model):
                     "price_unit": float(item["amount"]),
                     "technical_price_unit": float(item["amount"]),
                     "discount": 0.0,
-                    "tax_id": [fields.Command.set(sub._product_taxes(product).ids)],
+                    "tax_id": [fields.Command.set(item["taxes"].ids)],
                     "flex_item_kind": item["kind"],
                     "flex_period_start": item["start"],
                     "flex_period_end": item["end"] - timedelta(days=1),

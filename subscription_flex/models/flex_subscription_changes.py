@@ -289,7 +289,7 @@ class FlexSubscription(models.Model):
         lines_vals, lines_taxes = [], []
         for item in items:
             product = item.product_id
-            taxes = self._product_taxes(product)
+            taxes = item.tax_ids
             lines_vals.append(
                 self._invoice_line_vals(
                     "proration",
@@ -376,8 +376,7 @@ class FlexSubscription(models.Model):
         self.ensure_one()
         currency = self.currency_id
         base_lines = self._tax_base_lines(
-            (item["product"], self._product_taxes(item["product"]), float(item["amount"]), 1.0, 0.0)
-            for item in items
+            (item["product"], item["taxes"], float(item["amount"]), 1.0, 0.0) for item in items
         )
         result = []
         decimals = currency.decimal_places

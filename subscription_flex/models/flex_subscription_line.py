@@ -41,6 +41,21 @@ class FlexSubscriptionLine(models.Model):
         help="Keep this price: price versions of the plan do not apply to this line.",
     )
     discount = fields.Float(string="Discount (%)", digits="Discount", default=0.0)
+    tax_ids = fields.Many2many(
+        "account.tax",
+        string="Taxes",
+        compute="_compute_tax_ids",
+        store=True,
+        readonly=False,
+        precompute=True,
+        check_company=True,
+        domain="[('type_tax_use', '=', 'sale')]",
+        context={"active_test": False},
+        help="Taxes of this line on every invoice, credit note and proration. The "
+        "product's sales taxes mapped by the fiscal position by default, as on a sales "
+        "order line; taxes set by hand stay until the product or the fiscal position "
+        "changes.",
+    )
     terms_start = fields.Date(
         copy=False,
         readonly=True,
@@ -64,6 +79,14 @@ class FlexSubscriptionLine(models.Model):
     def _compute_product_uom_id(self):
         for line in self:
             line.product_uom_id = line.product_id.uom_id
+
+    @api.depends("product_id", "subscription_id.fiscal_position_id", "subscription_id.company_id")
+    def _compute_tax_ids(self):
+        for line in self:
+            if not line.product_id or not line.subscription_id:
+                line.tax_ids = False
+                continue
+            line.tax_ids = line.subscription_id._product_taxes(line.product_id)
 
     @api.depends("product_id", "subscription_id.plan_id", "subscription_id.currency_id")
     def _compute_price_unit(self):
@@ -143,7 +166,7 @@ class FlexSubscriptionLine(models.Model):
 
     def _get_taxes(self):
         self.ensure_one()
-        return self.subscription_id._product_taxes(self.product_id)
+        return self.tax_ids
 
     def _get_income_account(self, journal):
         self.ensure_one()

@@ -116,7 +116,7 @@ class FlexSubscription(models.Model):
                         "price_unit": price,
                         "technical_price_unit": price,
                         "discount": line.discount,
-                        "tax_id": [fields.Command.set(self._product_taxes(line.product_id).ids)],
+                        "tax_id": [fields.Command.set(line.tax_ids.ids)],
                         "flex_plan_id": plan.id,
                         "flex_renewed_line_id": line.id,
                         "analytic_distribution": line.analytic_distribution,

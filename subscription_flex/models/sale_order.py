@@ -221,31 +221,39 @@ class SaleOrder(models.Model):
             )
         )
 
+    def _flex_quote_key(self, product_id, kind, start, amount, tax_ids):
+        """What an upsell line, a fresh preview's line or an applied item must agree on."""
+        return (product_id, kind, start, self.currency_id.round(amount), tuple(sorted(tax_ids)))
+
     def _flex_items_vals(self, items):
         return [
-            (item.product_id.id, item.kind, item.period_start, self.currency_id.round(item.amount))
+            self._flex_quote_key(
+                item.product_id.id, item.kind, item.period_start, item.amount, item.tax_ids.ids
+            )
             for item in items.sorted("id")
         ]
 
     def _flex_current_quote_vals(self):
         """What the quotation's priced lines say, to compare with a fresh preview."""
         return [
-            (
+            self._flex_quote_key(
                 line.product_id.id,
                 line.flex_item_kind,
                 line.flex_period_start,
-                self.currency_id.round(line.price_unit),
+                line.price_unit,
+                line.tax_id.ids,
             )
             for line in self.order_line.filtered("flex_item_kind")
         ]
 
     def _flex_quote_lines_vals(self, change):
         return [
-            (
+            self._flex_quote_key(
                 vals["product_id"],
                 vals["flex_item_kind"],
                 vals["flex_period_start"],
-                self.currency_id.round(vals["price_unit"]),
+                vals["price_unit"],
+                vals["tax_id"][0][2],
             )
             for vals in change._flex_quotation_lines_vals()
             if vals.get("flex_item_kind")

@@ -223,5 +223,7 @@ class SaleOrderLine(models.Model):
                 self.price_unit - version, precision_digits=currency.decimal_places
             ),
             "discount": self.discount,
+            # The order's taxes, as typed or mapped by its fiscal position.
+            "tax_ids": [fields.Command.set(self.tax_id.ids)],
             "analytic_distribution": self.analytic_distribution,
         }

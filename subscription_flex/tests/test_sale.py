@@ -555,3 +555,70 @@ class TestSale(FlexCommon):
         # 2 × 10.00 + 21% = 24.20, invoiced by the subscription.
         self.assertMoney(sub.invoice_ids.amount_total, 24.20)
         self.assertEqual(order.invoice_status, "invoiced")
+
+    def test_14_taxes_typed_on_the_order_are_the_subscriptions(self):
+        """The seat's product tax is 21%; the order says 10% (typed by hand, no fiscal
+        position): every document of the subscription taxes it at 10%."""
+        order = self._order(
+            [(self.product_seat, 5, self.plan_monthly, {"tax_id": [Command.set(self.tax_10.ids)]})],
+            start=date(2027, 3, 1),
+        )
+        self.assertFalse(order.fiscal_position_id)
+        sub = self._confirm(order, date(2027, 3, 1))
+        self.assertEqual(sub.line_ids.tax_ids, self.tax_10)
+        # 5 × 10.00 = 50.00, 10% = 5.00.
+        first = sub.invoice_ids
+        self.assertEqual(first.invoice_line_ids.tax_ids, self.tax_10)
+        self.assertMoney(first.amount_tax, 5.00)
+        self.assertMoney(first.amount_total, 55.00)
+
+        # Upsell to 8 seats on March 17 (15 of 31 days left): credit -50.00 × 15/31 =
+        # -24.19, charge 80.00 × 15/31 = 38.71; 10% of each: -2.42 and 3.87 = 1.45;
+        # untaxed 14.52, total 15.97.
+        today = date(2027, 3, 17)
+        preview = self._seat_change(sub, 8, today)._get_preview()
+        self.assertMoney(float(preview["tax"]), 1.45)
+        self.assertMoney(float(preview["total"]), 15.97)
+        order = self._upsell_order(self._seat_change(sub, 8, today), today)
+        priced = order.order_line.filtered("flex_item_kind")
+        self.assertEqual(priced.tax_id, self.tax_10)
+        self.assertMoney(order.amount_total, 15.97)
+        # The quotation's tax changed by hand is not what the subscription would bill:
+        # refused, nothing applied.
+        priced[0].tax_id = self.tax_21
+        with self.assertRaises(UserError), self.cr.savepoint():
+            self._confirm(order, today)
+        self.assertEqual(order.flex_change_id.state, "draft")
+        self.assertEqual(sub.line_ids.quantity, 5.0)
+        self.assertEqual(len(sub.invoice_ids), 1)
+        order.with_context(flex_today=today).action_flex_update_quotation()
+        self.assertEqual(order.order_line.filtered("flex_item_kind").tax_id, self.tax_10)
+        self._confirm(order, today)
+        change = order.flex_change_id
+        self.assertEqual(change.item_ids.tax_ids, self.tax_10)
+        self.assertEqual(change.move_id.invoice_line_ids.tax_ids, self.tax_10)
+        self.assertMoney(change.move_id.amount_tax, 1.45)
+        self.assertMoney(change.move_id.amount_total, 15.97)
+
+        # April: 8 × 10.00 = 80.00, 10% = 8.00.
+        april = self._invoice(sub, date(2027, 4, 1))
+        self.assertEqual(april.invoice_line_ids.tax_ids, self.tax_10)
+        self.assertMoney(april.amount_total, 88.00)
+
+        # A fiscal position set on the running subscription maps the product's taxes
+        # again (21% → 10% here), as on a sales order.
+        other = self._running_sub()
+        self.assertEqual(other.line_ids.tax_ids, self.tax_21)
+        other.fiscal_position_id = self.fiscal_position
+        self.assertEqual(other.line_ids.tax_ids, self.tax_10)
+        # April: 5 × 10.00 = 50.00, 10% = 5.00.
+        self.assertMoney(self._invoice(other, date(2027, 4, 1)).amount_total, 55.00)
+
+    def test_15_renewal_quotation_keeps_the_lines_taxes(self):
+        _plan, sub = self._fixed_term_sub()
+        sub.line_ids.tax_ids = self.tax_10
+        action = sub.with_context(flex_today=date(2028, 2, 1)).action_flex_renewal_quotation()
+        order = self.env["sale.order"].browse(action["res_id"])
+        self.assertEqual(order.order_line.filtered("product_id").tax_id, self.tax_10)
+        # 5 × 10.00 = 50.00, 10% = 5.00.
+        self.assertMoney(order.amount_total, 55.00)
