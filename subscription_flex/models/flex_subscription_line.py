@@ -128,16 +128,10 @@ class FlexSubscriptionLine(models.Model):
         sub = self.subscription_id
         if not self.product_id:
             return 0.0
-        price = None
-        if sub.plan_id and sub.currency_id:
-            key = (sub.plan_id.id, self.product_id.id, sub.currency_id.id, day)
-            price = self.env["flex.price"]._get_price_map([key])[key]
-        if price is None:
-            company = sub.company_id or self.env.company
-            price = company.currency_id._convert(
-                self.product_id.lst_price, sub.currency_id or company.currency_id, company, day
-            )
-        return price
+        company = sub.company_id or self.env.company
+        return self.env["flex.price"]._get_unit_price(
+            sub.plan_id, self.product_id, sub.currency_id or company.currency_id, company, day
+        )
 
     def _refresh_price(self, day):
         for line in self.filtered(
