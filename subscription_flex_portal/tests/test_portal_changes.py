@@ -7,6 +7,7 @@ line, rounded the same way.
 
 from decimal import Decimal
 
+from odoo import Command
 from odoo.tests import tagged
 
 from .common import PortalCommon, money
@@ -111,6 +112,38 @@ class TestPortalChanges(PortalCommon):
         self.assertEqual(self.sub.invoice_ids, invoices)
         self.assertEqual(len(change.item_ids.filtered(lambda item: item.kind == "charge")), 1)
         self.assertEqual(self._seat_line(self.sub).quantity, 7)
+
+    def test_abandoned_previews_are_vacuumed(self):
+        line = self._seat_line(self.sub)
+        self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=7)
+        old_preview = self._changes(self.sub)
+        self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=8)
+        fresh_preview = self._changes(self.sub) - old_preview
+        back_office = self.env["flex.subscription.change"].create(
+            {
+                "subscription_id": self.sub.id,
+                "line_ids": [Command.create({"subscription_line_id": line.id, "quantity": 9})],
+            }
+        )
+        # Two days old: the first preview and the back-office draft.
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE flex_subscription_change SET create_date = now() - interval '2 days'"
+            " WHERE id = ANY(%s)",
+            [[old_preview.id, back_office.id]],
+        )
+        self.env.invalidate_all()
+        removed = self.env["flex.subscription.change"]._gc_portal_previews()
+        self.assertEqual(removed, 1)
+        self.assertFalse(old_preview.exists())
+        self.assertTrue(fresh_preview.exists())  # less than a day old
+        self.assertTrue(back_office.exists())  # people's work stays
+        # Confirming the vacuumed preview: a clear message, nothing written.
+        before = self._snapshot(self.sub)
+        response = self._post(self.sub, "quantity", step="confirm", change_id=old_preview.id)
+        self.assertEqual(response.status_code, 409)
+        self.assertIn("This preview has expired: preview the change again.", response.text)
+        self.assertEqual(self._snapshot(self.sub), before)
 
     def test_remove_seats_credit_note(self):
         _start, _end, left, days = self._period()
