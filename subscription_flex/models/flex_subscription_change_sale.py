@@ -30,18 +30,28 @@ class FlexSubscriptionChange(models.Model):
         order = self.sale_order_ids.filtered(lambda o: o.state != "cancel")[:1]
         if not order:
             sub = self.subscription_id
-            lines = self._flex_quotation_lines_vals()
+            vals = self._flex_quotation_vals()
             self.source = "sale"
             order = self.env["sale.order"].create(
-                {
-                    **sub._flex_prepare_order_vals(),
-                    "flex_change_id": self.id,
-                    "order_line": [fields.Command.create(vals) for vals in lines],
-                }
+                {**sub._flex_prepare_order_vals(), "flex_change_id": self.id, **vals}
             )
         return order._flex_open_action()
 
-    def _flex_quotation_lines_vals(self):
+    def _flex_quotation_vals(self):
+        """Lines and expiry of the upsell quotation. Its amounts are those of confirming
+        the change now: they hold until the day the change takes effect (today for a
+        change effective now), so the quotation expires after that day, and Odoo's
+        portal no longer lets the customer sign it."""
+        self.ensure_one()
+        plan = self._plan()
+        return {
+            "validity_date": plan["effective_date"],
+            "order_line": [
+                fields.Command.create(vals) for vals in self._flex_quotation_lines_vals(plan)
+            ],
+        }
+
+    def _flex_quotation_lines_vals(self, plan=None):
         """Order lines of the change as it would be confirmed now: a note, then one line
         per credit and charge of the preview (quantity 1, the amount as unit price, the
         taxes the invoice will have), so the quotation's totals are the preview's. A
@@ -49,7 +59,7 @@ class FlexSubscriptionChange(models.Model):
         its share of the change of MRR."""
         self.ensure_one()
         sub = self.subscription_id
-        plan = self._plan()
+        plan = plan or self._plan()
         preview = self._preview_from_plan(plan)
         currency = sub.currency_id
         decimals = currency.decimal_places

@@ -18,6 +18,7 @@ Three kinds of orders (``flex_order_kind``):
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.http import request
 
 ORDER_KINDS = [
     ("new", "New subscription"),
@@ -213,6 +214,18 @@ class SaleOrder(models.Model):
         self._flex_link_change_items(change)
 
     def _flex_outdated_error(self):
+        # The portal confirms as superuser: who asked is the request's user.
+        user = request.env.user if request and getattr(request, "env", None) else self.env.user
+        if not user._is_internal():
+            # The customer signing or paying online.
+            return UserError(
+                self.env._(
+                    "This quotation is out of date: the subscription or its prices changed "
+                    "since it was made, and nothing was changed or charged. Please ask "
+                    "%(salesperson)s for an updated quotation.",
+                    salesperson=self.user_id.name or self.company_id.name,
+                )
+            )
         return UserError(
             self.env._(
                 "The subscription %(sub)s or its prices changed since this quotation was "
@@ -282,14 +295,7 @@ class SaleOrder(models.Model):
             if order.state not in ("draft", "sent") or not order.flex_change_id:
                 raise UserError(self.env._("Only upsell quotations can be updated."))
             order.order_line.unlink()
-            order.write(
-                {
-                    "order_line": [
-                        fields.Command.create(vals)
-                        for vals in order.flex_change_id._flex_quotation_lines_vals()
-                    ]
-                }
-            )
+            order.write(order.flex_change_id._flex_quotation_vals())
         return True
 
     def _action_cancel(self):

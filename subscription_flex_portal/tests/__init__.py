@@ -4,3 +4,4 @@ from . import test_portal_changes
 from . import test_portal_i18n
 from . import test_portal_sepa
 from . import test_portal_tours
+from . import test_portal_upsell
