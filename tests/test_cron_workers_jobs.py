@@ -6,8 +6,9 @@ invoicing; the servers are started by ``faults.cron_servers``).
 
 - Changes: a seat increase (3 -> 5 at 7.00) asked for tomorrow, then moved to today, so
   that the servers (which use the real date) apply it on its day: the line gets the new
-  quantity, and the prorated difference is invoiced at once (a draft, see
-  ``_seed_due_changes``), one invoice per change, to the cent as computed here.
+  quantity, and the prorated difference is invoiced at once (posted, numbered without a
+  gap or a double by either server; see ``_seed_due_changes``), one invoice per change,
+  to the cent as computed here.
 - Reminders: a renewal reminder rule whose window covers today for every subscription:
   one log and one queued mail each (Odoo's mail queue job stays off: nothing leaves).
 
@@ -55,11 +56,11 @@ def _seed_due_changes(registry, count, today):
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
         subs = env["flex.subscription"].browse(sub_ids)
-        # Draft documents: posting numbers them in one journal, and Odoo's gapless
-        # sequence lets one transaction at a time post there (the other waits for its
-        # commit); a change posts its document in the middle of the job's batch, so
-        # posted, the two servers would take turns instead of working side by side.
-        subs.plan_id.invoicing_mode = "draft"
+        # Posted documents (the plans' default): posting numbers them in one journal,
+        # and Odoo's gapless sequence lets one transaction at a time post there, until
+        # it commits. The job commits each change once applied, so the two servers still
+        # work side by side (see the shares per server below).
+        assert set(subs.plan_id.mapped("invoicing_mode")) == {"post"}
         changes = env["flex.subscription.change"].create(
             [
                 {
@@ -151,6 +152,14 @@ def test_two_odoo_servers_apply_each_scheduled_change_exactly_once(tmp_path):
             [sub_ids],
         )
         confirmations = cr.fetchone()[0]
+        # Gapless numbering held under two servers: every posted document its own number.
+        cr.execute(
+            "SELECT count(*), count(DISTINCT name) FROM account_move"
+            " WHERE flex_subscription_id = ANY(%s) AND state = 'posted'",
+            [sub_ids],
+        )
+        posted, numbers = cr.fetchone()
+    assert posted == numbers == 2 * SUBSCRIPTIONS  # the catch-up invoice and the change's
     assert len(rows) == SUBSCRIPTIONS  # one line each
     outcomes = {
         (
@@ -192,7 +201,7 @@ def test_two_odoo_servers_apply_each_scheduled_change_exactly_once(tmp_path):
             expected,
             5.0,
             "out_invoice",
-            "draft",
+            "posted",
             expected,
             1,
             2,

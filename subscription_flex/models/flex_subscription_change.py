@@ -9,6 +9,7 @@ at the end of the period are *scheduled* and applied by a cron on their date, on
 """
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from datetime import timedelta
@@ -853,7 +854,13 @@ class FlexSubscriptionChange(models.Model):
         another worker holds is skipped (``FOR UPDATE SKIP LOCKED``), and an applied
         change is never applied again (its state is checked under the row lock). At most
         ``limit`` per call: Odoo's cron runner commits and calls again while some remain
-        (``ir.cron._notify_progress``), and the job's other lanes are woken to help."""
+        (``ir.cron._notify_progress``), and the job's other lanes are woken to help.
+
+        Run by the cron (not in tests), each change is committed once applied: its
+        document, posted, holds the journal's gapless sequence until the commit, and the
+        subscription's row lock blocks anyone changing it, so neither may wait for the
+        rest of the batch. The rows locked by the first query are then locked again,
+        one by one, before they are applied."""
         today = self._today()
         started = time.time()
         self.env.flush_all()
@@ -885,7 +892,11 @@ class FlexSubscriptionChange(models.Model):
         changes = self.sudo().browse(ids)
         applied = self.browse()
         cancelled = 0
+        auto_commit = not getattr(threading.current_thread(), "testing", False)
+        committed = False
         for change in changes:
+            if committed and not change._lock_scheduled(today):
+                continue  # applied by another worker since the last commit, or held by it
             # A subscription being invoiced (or changed) by another worker, or changed by
             # it since this snapshot: next run.
             try:
@@ -916,6 +927,11 @@ class FlexSubscriptionChange(models.Model):
             except Exception:  # noqa: BLE001 - one broken change never blocks the others
                 self.env.invalidate_all()
                 _logger.exception("Scheduled change %s failed; retried on the next run", change.id)
+                continue
+            if auto_commit:
+                # As Odoo's own batch crons do (mail queue, EDI): one change, one commit.
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+                committed = True
         done = len(applied) + cancelled
         # Still due, those other workers hold included (a broken change too: it is
         # retried, but only while other changes get done).
@@ -939,6 +955,24 @@ class FlexSubscriptionChange(models.Model):
         if done and remaining:
             Cron._flex_wake_lanes()
         return applied
+
+    def _lock_scheduled(self, today):
+        """Lock this change again in a new transaction (after a commit): ``False`` when
+        it is no longer due and scheduled, or another worker holds it."""
+        self.ensure_one()
+        try:
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(
+                    """
+                    SELECT id FROM flex_subscription_change
+                     WHERE id = %s AND state = 'scheduled' AND effective_date <= %s
+                       FOR UPDATE SKIP LOCKED
+                    """,
+                    (self.id, today),
+                )
+                return bool(self.env.cr.fetchone())
+        except SerializationFailure:
+            return False
 
     def _apply_scheduled(self):
         self.ensure_one()

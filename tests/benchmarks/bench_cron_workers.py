@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Recurring invoicing by 1 and by 2 Odoo servers (cron workers) on one database.
+"""Recurring invoicing (or scheduled changes) by 1 and by 2 Odoo servers (cron workers)
+on one database.
 
 Builds its own database (``subscription_flex``, no demo data): N customers with a monthly
 subscription of three lines starting today, so one invoice each is due. Then, for 1 and
@@ -11,7 +12,14 @@ database, and the clock runs until every subscription has its invoice (polled ea
 0.2 s). Each run checks every subscription was invoiced exactly once. Prints the times
 and the speed-up of 2 workers over 1.
 
+With ``--job changes``: the subscriptions start 10 to 13 days ago and their running
+month is invoiced (posted) while seeding; each then has a seat change (3 -> 5) due
+today, which the job *apply scheduled changes* applies, posting the invoice of the
+prorated difference (one gapless sequence for both servers). The clock runs until every
+change is applied; each run checks one posted invoice per change, each its own number.
+
     python3 tests/benchmarks/bench_cron_workers.py --n 4000 --runs 3 [--template bench_workers_tpl]
+    python3 tests/benchmarks/bench_cron_workers.py --job changes --n 2000 --runs 1
 """
 
 import argparse
@@ -21,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,10 +44,52 @@ from _common import (  # noqa: E402
     vacuum_analyze,
 )
 from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
-from faults import cron_listening  # noqa: E402
+from faults import cron_listening, seed_subscriptions  # noqa: E402
 
 import odoo  # noqa: E402
 from odoo import SUPERUSER_ID, Command, api, fields  # noqa: E402
+
+JOBS = {
+    "invoices": "subscription_flex.ir_cron_flex_create_invoices",
+    "changes": "subscription_flex.ir_cron_flex_apply_changes",
+}
+
+
+def seed_changes(registry, n):
+    """``n`` running subscriptions (3 seats at 7.00, no tax), their month invoiced, each
+    with a seat change to 5 due today."""
+    started = time.perf_counter()
+    today = fields.Date.today()
+    start = today - timedelta(days=10)
+    while start.day > 28:  # a period of one calendar month, whatever the month
+        start -= timedelta(days=1)
+    sub_ids = seed_subscriptions(registry, "bench", n, start, 7.0, 3)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+        subs = env["flex.subscription"].browse(sub_ids)
+        for offset in range(0, n, 500):
+            subs[offset : offset + 500]._create_recurring_invoices(today)
+        changes = env["flex.subscription.change"].create(
+            [
+                {
+                    "subscription_id": sub.id,
+                    "timing": "date",
+                    "date": today + timedelta(days=1),
+                    "line_ids": [
+                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 5})
+                    ],
+                }
+                for sub in subs
+            ]
+        )
+        changes.action_confirm()
+        env.flush_all()
+        cr.execute(
+            "UPDATE flex_subscription_change SET date = %s, effective_date = %s WHERE id = ANY(%s)",
+            [today, today, changes.ids],
+        )
+    say(f"seeded {n:,} subscriptions and changes in {time.perf_counter() - started:.0f} s")
+    vacuum_analyze(registry.db_name)
 
 
 def seed(registry, n):
@@ -109,6 +160,20 @@ def invoiced(registry):
         return cr.fetchone()
 
 
+def changed(registry):
+    """(changes applied, their posted invoices with distinct numbers)."""
+    with registry.cursor() as cr:
+        cr.execute(
+            "SELECT count(*), count(DISTINCT m.name) FROM flex_subscription_change c"
+            " LEFT JOIN account_move m ON m.id = c.move_id AND m.state = 'posted'"
+            " WHERE c.state = 'applied'"
+        )
+        return cr.fetchone()
+
+
+DONE = {"invoices": invoiced, "changes": changed}
+
+
 def pg_counters():
     """WAL written so far and checkpoints so far (the cluster's, for the run's report)."""
     (row,) = pg_admin(
@@ -118,7 +183,7 @@ def pg_counters():
     return row
 
 
-def run(template, db, workers, n, directory, settle=0):
+def run(template, db, workers, n, directory, settle=0, kind="invoices"):
     copy_db(template, db)
     if settle:
         # Start every measurement alike: the copy's writes on disk, a checkpoint just
@@ -129,7 +194,7 @@ def run(template, db, workers, n, directory, settle=0):
     registry = odoo.modules.registry.Registry(db)
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        job = env.ref("subscription_flex.ir_cron_flex_create_invoices")
+        job = env.ref(JOBS[kind])
         job.flex_lane_count = workers
         lanes = job | job.flex_lane_ids
         lanes.write({"nextcall": fields.Datetime.add(fields.Datetime.now(), days=1)})
@@ -174,7 +239,7 @@ def run(template, db, workers, n, directory, settle=0):
             env = api.Environment(cr, SUPERUSER_ID, {})
             for lane in env["ir.cron"].browse(lane_ids):
                 lane._trigger()
-        while invoiced(registry)[1] < n:
+        while DONE[kind](registry)[0 if kind == "changes" else 1] < n:
             if any(server.poll() is not None for server in servers):
                 raise RuntimeError(f"an Odoo server stopped: see {logs}")
             time.sleep(0.2)
@@ -186,9 +251,9 @@ def run(template, db, workers, n, directory, settle=0):
             server.terminate()
         for server in servers:
             server.wait(timeout=60)
-    count, distinct = invoiced(registry)
+    count, distinct = DONE[kind](registry)
     if (count, distinct) != (n, n):
-        raise RuntimeError(f"{count} invoices for {distinct} subscriptions, expected {n}")
+        raise RuntimeError(f"{kind}: {count} done, {distinct} distinct, expected {n}")
     odoo.sql_db.close_db(db)
     say(
         f"    WAL {(after[0] - before[0]) / 2**20:,.0f} MiB, {after[1] - before[1]} checkpoint(s),"
@@ -199,6 +264,7 @@ def run(template, db, workers, n, directory, settle=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--job", choices=sorted(JOBS), default="invoices")
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--db", default="bench_workers")
@@ -215,7 +281,8 @@ def main():
     args = parser.parse_args()
     configure_odoo(args.template, "warn")
     if not db_exists(args.template):
-        seed(install_addon(args.template, "subscription_flex"), args.n)
+        seeder = seed_changes if args.job == "changes" else seed
+        seeder(install_addon(args.template, "subscription_flex"), args.n)
     odoo.sql_db.close_db(args.template)
     counts = [int(count) for count in args.workers.split(",")]
     times = {count: [] for count in counts}
@@ -223,11 +290,13 @@ def main():
         for number in range(args.runs):
             order = counts if number % 2 == 0 else counts[::-1]
             for workers in order:
-                seconds = run(args.template, args.db, workers, args.n, directory, args.settle)
+                seconds = run(
+                    args.template, args.db, workers, args.n, directory, args.settle, args.job
+                )
                 times[workers].append(seconds)
                 say(
-                    f"run {number + 1}: {workers} worker(s) invoiced {args.n:,} subscriptions in "
-                    f"{seconds:6.1f} s ({args.n / seconds:5.1f} invoices/s)"
+                    f"run {number + 1}: {workers} worker(s), {args.job}: {args.n:,} in "
+                    f"{seconds:6.1f} s ({args.n / seconds:5.1f}/s)"
                 )
     say()
     for workers, values in times.items():
