@@ -179,6 +179,7 @@ class FlexSubscription(models.Model):
             raise UserError(
                 self.env._("%(name)s is closed: it can no longer be renewed.", name=self.name)
             )
+        self._flex_check_renewal_taxes(order)
         plan = self.plan_id
         term_end = order.flex_renewal_term_end
         if self.state == "to_close":
@@ -204,6 +205,25 @@ class FlexSubscription(models.Model):
         if change:
             change.action_confirm()
         return change
+
+    def _flex_check_renewal_taxes(self, order):
+        """A renewal renews the lines' taxes as they are: a quotation taxing a line
+        otherwise is refused rather than confirmed with taxes it would not bill."""
+        self.ensure_one()
+        for order_line in order.order_line.filtered(lambda line: not line.display_type):
+            line = order_line.flex_renewed_line_id
+            taxes = line.tax_ids if line else self._product_taxes(order_line.product_id)
+            if order_line.tax_id != taxes:
+                raise UserError(
+                    self.env._(
+                        "The taxes of %(product)s on this renewal quotation (%(quoted)s) are "
+                        "not the subscription's (%(taxes)s): a renewal keeps them. Set them "
+                        "back on the quotation, or change them on the subscription first.",
+                        product=order_line.product_id.display_name,
+                        quoted=", ".join(order_line.tax_id.mapped("name")) or "-",
+                        taxes=", ".join(taxes.mapped("name")) or "-",
+                    )
+                )
 
     def _flex_renewal_change(self, order, term_end):
         """A draft change of the lines the renewal quotation sets otherwise than the

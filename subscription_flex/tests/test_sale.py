@@ -622,3 +622,13 @@ class TestSale(FlexCommon):
         self.assertEqual(order.order_line.filtered("product_id").tax_id, self.tax_10)
         # 5 × 10.00 = 50.00, 10% = 5.00.
         self.assertMoney(order.amount_total, 55.00)
+        # Taxed otherwise on the quotation: refused, the term not renewed.
+        order.order_line.filtered("product_id").tax_id = self.tax_21
+        with self.assertRaisesRegex(UserError, "a renewal keeps them"), self.cr.savepoint():
+            self._confirm(order, date(2028, 2, 1))
+        self.assertEqual(order.state, "draft")
+        self.assertEqual(sub.term_end_date, date(2028, 3, 1))
+        self.assertEqual(sub.line_ids.tax_ids, self.tax_10)
+        order.order_line.filtered("product_id").tax_id = self.tax_10
+        self._confirm(order, date(2028, 2, 1))
+        self.assertEqual(sub.term_end_date, date(2029, 3, 1))
