@@ -23,3 +23,4 @@ from . import sale_report
 
 # Last: its SQL view reads columns the extensions above add to account.move.line.
 from . import flex_mrr
+from . import payment_transaction

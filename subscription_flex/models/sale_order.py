@@ -129,7 +129,26 @@ class SaleOrder(models.Model):
                 order._flex_apply_change()
             elif order.flex_order_kind == "renewal":
                 order._flex_renew()
+            order._flex_link_paid_transactions()
         return res
+
+    def _flex_link_paid_transactions(self):
+        """A quotation paid online (Sales confirms it when the payment is authorized or
+        done): the invoices the subscription made for it at confirmation (the first
+        period, the change's difference) are the transaction's, so the payment Odoo
+        creates for it is reconciled with them and they show paid."""
+        self.ensure_one()
+        if not self.flex_order_kind:
+            return
+        invoices = self.invoice_ids.filtered(
+            lambda move: move.move_type == "out_invoice" and move.state == "posted"
+        )
+        if not invoices:
+            return
+        for tx in self.transaction_ids.filtered(
+            lambda tx: tx.state in ("authorized", "done") and not tx.payment_id
+        ):
+            tx.invoice_ids = [fields.Command.link(move.id) for move in invoices]
 
     def _flex_start_day(self):
         """Day the order's prices are for: the renewed term's, or the new subscription's

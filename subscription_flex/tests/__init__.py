@@ -14,3 +14,4 @@ from . import test_reminders
 from . import test_mrr
 from . import test_cron_lanes
 from . import test_sale
+from . import test_sale_payment
