@@ -1,7 +1,7 @@
 {
     "name": "Flexible Subscriptions",
     "summary": "Subscription plans, price versions and recurring invoicing for Odoo Community",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Sales/Subscriptions",
     "website": "https://github.com/subscription-flex/subscription_flex",
     "author": "subscription_flex developers",

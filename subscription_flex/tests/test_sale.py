@@ -632,3 +632,24 @@ class TestSale(FlexCommon):
         order.order_line.filtered("product_id").tax_id = self.tax_10
         self._confirm(order, date(2028, 2, 1))
         self.assertEqual(sub.term_end_date, date(2029, 3, 1))
+
+    def test_16_upgrade_gives_earlier_items_their_taxes(self):
+        """The 18.0.1.2.0 migration: items written before items had taxes get the ones
+        they were invoiced with then (the product's, mapped by the fiscal position)."""
+        import importlib.util
+        from pathlib import Path
+
+        sub = self._running_sub()
+        sub.fiscal_position_id = self.fiscal_position  # 21% -> 10%
+        change = self._seat_change(sub, 8, date(2027, 3, 17))
+        change.with_context(flex_today=date(2027, 3, 17)).action_confirm()
+        items = change.item_ids
+        self.assertEqual(items.tax_ids, self.tax_10)
+        items.sudo().tax_ids = False  # as before the upgrade
+        path = Path(__file__).resolve().parents[1] / "migrations" / "18.0.1.2.0" / "post-migrate.py"
+        spec = importlib.util.spec_from_file_location("flex_migrate_1_2", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.migrate(self.env.cr, "18.0.1.1.0")
+        self.env.invalidate_all()
+        self.assertEqual(items.tax_ids, self.tax_10)
