@@ -67,6 +67,9 @@ class AccountMove(models.Model):
         )
         if to_post:
             to_post.with_context(flex_skip_noop_checked=True)._post(soft=False)
+            to_post.filtered(
+                lambda m: m.move_type == "out_invoice" and m.flex_subscription_id.sale_order_id
+            )._flex_apply_order_payments()
         to_send = to_post.filtered(
             lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send"
         )
@@ -77,6 +80,34 @@ class AccountMove(models.Model):
                 "author_partner_id": self.env.user.partner_id.id,
             }
             self.env.ref("account.ir_cron_account_move_send")._trigger()
+
+    def _flex_apply_order_payments(self):
+        """A subscription sold on a quotation paid online before its first invoice (it
+        starts later): the payment waits as the customer's credit, and pays the
+        subscription's invoices as they are posted, as Odoo's *Add* on an outstanding
+        credit does."""
+        for move in self:
+            order = move.flex_subscription_id.sale_order_id
+            payments = (
+                order.sudo()
+                .transaction_ids.filtered(lambda tx: tx.state == "done" and tx.payment_id)
+                .payment_id
+            )
+            customer = move.commercial_partner_id
+            credits = payments.move_id.line_ids.filtered(
+                lambda line, customer=customer: (
+                    line.account_id.account_type == "asset_receivable"
+                    and line.partner_id.commercial_partner_id == customer
+                    and not line.reconciled
+                    and line.parent_state == "posted"
+                    and line.balance < 0
+                )
+            )
+            for credit in credits:
+                if move.currency_id.is_zero(move.amount_residual):
+                    break
+                move.sudo().js_assign_outstanding_line(credit.id)
+                payments.payment_transaction_id.invoice_ids = [fields.Command.link(move.id)]
 
     def button_cancel(self):
         result = super().button_cancel()

@@ -105,3 +105,20 @@ class TestSalePaidOnline(FlexCommon, AccountPaymentCommon):
         self.assertEqual(move.currency_id.compare_amounts(move.amount_total, tx.amount), 0)
         self.assertEqual(tx.invoice_ids, move)
         self.assertAlmostEqual(move.amount_residual, 0.0, places=2)
+
+    def test_paid_ahead_of_a_later_start_pays_the_first_invoice_when_it_comes(self):
+        start = fields.Date.today() + timedelta(days=5)
+        order = self._order()
+        order.flex_start_date = start
+        tx = self._paid(order)
+        sub = order.flex_created_subscription_ids
+        self.assertFalse(sub.invoice_ids)  # nothing due yet: the payment waits as a credit
+        self.assertTrue(tx.payment_id)
+        invoice = sub._create_recurring_invoices(start)
+        self.assertEqual(invoice.state, "posted")
+        self.assertAlmostEqual(invoice.amount_total, 36.30, places=2)
+        self.assertAlmostEqual(invoice.amount_residual, 0.0, places=2)
+        self.assertIn(invoice, tx.invoice_ids)
+        # The second month: nothing left of the payment, the invoice stays open.
+        second = sub._create_recurring_invoices(fields.Date.add(start, months=1))
+        self.assertAlmostEqual(second.amount_residual, 36.30, places=2)
