@@ -270,8 +270,10 @@ class FlexSubscriptionPortal(CustomerPortal):
             .browse(int(change_id) if str(change_id or "").isdigit() else 0)
             .exists()
         )
-        if not change:
-            # A preview left unconfirmed for a day is removed (autovacuum).
+        if not change or change.subscription_id != sub_sudo or change.source != "portal":
+            raise NotFound()
+        if change.flex_preview_expired:
+            # A preview left unconfirmed for a day expires (autovacuum).
             return self._flex_render_change(
                 sub_sudo,
                 action,
@@ -279,8 +281,6 @@ class FlexSubscriptionPortal(CustomerPortal):
                 env._("This preview has expired: preview the change again."),
                 status=409,
             )
-        if change.subscription_id != sub_sudo or change.source != "portal":
-            raise NotFound()
         if change.state != "draft":
             return self._flex_render_result(
                 sub_sudo, change, env._("This change was already confirmed.")

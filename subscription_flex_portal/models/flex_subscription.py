@@ -83,7 +83,9 @@ class FlexSubscription(models.Model):
 
     def _portal_history(self):
         self.ensure_one()
-        return self.change_ids.filtered(lambda change: change.state != "draft")
+        return self.change_ids.filtered(
+            lambda change: change.state != "draft" and not change.flex_preview_expired
+        )
 
     def _portal_sepa_mandate(self):
         """The mandate shown in the portal (``None`` without subscription_flex_sepa): the

@@ -113,7 +113,7 @@ class TestPortalChanges(PortalCommon):
         self.assertEqual(len(change.item_ids.filtered(lambda item: item.kind == "charge")), 1)
         self.assertEqual(self._seat_line(self.sub).quantity, 7)
 
-    def test_abandoned_previews_are_vacuumed(self):
+    def test_abandoned_previews_expire_then_go(self):
         line = self._seat_line(self.sub)
         self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=7)
         old_preview = self._changes(self.sub)
@@ -133,17 +133,35 @@ class TestPortalChanges(PortalCommon):
             [[old_preview.id, back_office.id]],
         )
         self.env.invalidate_all()
-        removed = self.env["flex.subscription.change"]._gc_portal_previews()
-        self.assertEqual(removed, 1)
-        self.assertFalse(old_preview.exists())
-        self.assertTrue(fresh_preview.exists())  # less than a day old
-        self.assertTrue(back_office.exists())  # people's work stays
-        # Confirming the vacuumed preview: a clear message, nothing written.
+        Change = self.env["flex.subscription.change"]
+        self.assertEqual(Change._gc_portal_previews(), (1, 0))
+        self.assertEqual((old_preview.state, old_preview.flex_preview_expired), ("cancelled", True))
+        self.assertEqual(fresh_preview.state, "draft")  # less than a day old
+        self.assertEqual(back_office.state, "draft")  # people's work stays
+        self.assertNotIn(old_preview, self.sub._portal_history())  # never the customer's
+        # Confirming the expired preview: a clear message, nothing written.
         before = self._snapshot(self.sub)
         response = self._post(self.sub, "quantity", step="confirm", change_id=old_preview.id)
         self.assertEqual(response.status_code, 409)
         self.assertIn("This preview has expired: preview the change again.", response.text)
         self.assertEqual(self._snapshot(self.sub), before)
+        # A month later it is deleted; a change the customer confirmed stays.
+        self._post(self.sub, "quantity", step="preview", line_id=line.id, quantity=6)
+        confirmed = self._changes(self.sub).sorted("id")[-1]
+        response = self._post(self.sub, "quantity", step="confirm", change_id=confirmed.id)
+        self.assertEqual(response.status_code, 200)
+        self.env.invalidate_all()
+        self.assertEqual(confirmed.state, "applied")
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE flex_subscription_change SET write_date = now() - interval '31 days',"
+            " create_date = now() - interval '31 days' WHERE id = ANY(%s)",
+            [[old_preview.id, confirmed.id]],
+        )
+        self.env.invalidate_all()
+        self.assertEqual(Change._gc_portal_previews(), (0, 1))
+        self.assertFalse(old_preview.exists())
+        self.assertEqual(confirmed.state, "applied")
 
     def test_remove_seats_credit_note(self):
         _start, _end, left, days = self._period()
