@@ -67,6 +67,37 @@ def seed_subscriptions(registry, tag, count, start, price, quantity):
         return subs.ids
 
 
+def schedule_seat_changes(env, subs, day, quantity=5, due=None):
+    """A change of each subscription's only line to ``quantity``, confirmed for ``day``
+    (scheduled: ``day`` is after the environment's today); with ``due``, then moved to
+    that day in SQL, as if its day had come (servers that run on the real date apply it
+    there). Returns the changes."""
+    changes = env["flex.subscription.change"].create(
+        [
+            {
+                "subscription_id": sub.id,
+                "timing": "date",
+                "date": day,
+                "line_ids": [
+                    Command.create({"subscription_line_id": sub.line_ids.id, "quantity": quantity})
+                ],
+            }
+            for sub in subs
+        ]
+    )
+    changes.action_confirm()
+    assert set(changes.mapped("state")) == {"scheduled"}
+    assert set(changes.mapped("effective_date")) == {day}
+    if due:
+        env.flush_all()
+        env.cr.execute(
+            "UPDATE flex_subscription_change SET date = %s, effective_date = %s WHERE id = ANY(%s)",
+            [due, due, changes.ids],
+        )
+        env.invalidate_all()
+    return changes
+
+
 def session_in_transaction(registry, pid):
     """Whether the PostgreSQL session of process ``pid`` is inside a transaction."""
     with registry.cursor() as cr:

@@ -19,10 +19,10 @@ import uuid
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from faults import kill_in_transaction, seed_subscriptions, start_script
+from faults import kill_in_transaction, schedule_seat_changes, seed_subscriptions, start_script
 
 import odoo
-from odoo import SUPERUSER_ID, Command, api
+from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = 200
@@ -67,21 +67,7 @@ def _seed(registry):
         env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True, "flex_today": START})
         subs = env["flex.subscription"].browse(sub_ids)
         subs._create_recurring_invoices(START)
-        changes = env["flex.subscription.change"].create(
-            [
-                {
-                    "subscription_id": sub.id,
-                    "timing": "date",
-                    "date": TODAY,
-                    "line_ids": [
-                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 5})
-                    ],
-                }
-                for sub in subs
-            ]
-        )
-        changes.action_confirm()
-        assert set(changes.mapped("state")) == {"scheduled"}
+        changes = schedule_seat_changes(env, subs, TODAY)
         return sub_ids, changes.ids
 
 

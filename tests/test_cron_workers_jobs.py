@@ -22,10 +22,10 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from dateutil.relativedelta import relativedelta
-from faults import logged_by_pid, run_on_servers, seed_subscriptions
+from faults import logged_by_pid, run_on_servers, schedule_seat_changes, seed_subscriptions
 
 import odoo
-from odoo import SUPERUSER_ID, Command, api, fields
+from odoo import SUPERUSER_ID, api, fields
 from odoo.modules.registry import Registry
 
 SUBSCRIPTIONS = int(os.environ.get("FLEX_WORKERS_SUBSCRIPTIONS", "2000"))
@@ -61,28 +61,8 @@ def _seed_due_changes(registry, count, today):
         # it commits. The job commits each change once applied, so the two servers still
         # work side by side (see the shares per server below).
         assert set(subs.plan_id.mapped("invoicing_mode")) == {"post"}
-        changes = env["flex.subscription.change"].create(
-            [
-                {
-                    "subscription_id": sub.id,
-                    "timing": "date",
-                    "date": today + timedelta(days=1),
-                    "line_ids": [
-                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 5})
-                    ],
-                }
-                for sub in subs
-            ]
-        )
-        changes.action_confirm()
-        assert set(changes.mapped("state")) == {"scheduled"}
-        assert set(changes.mapped("effective_date")) == {today + timedelta(days=1)}
         # Its day has come (the servers run on the real date).
-        env.flush_all()
-        cr.execute(
-            "UPDATE flex_subscription_change SET date = %s, effective_date = %s WHERE id = ANY(%s)",
-            [today, today, changes.ids],
-        )
+        changes = schedule_seat_changes(env, subs, today + timedelta(days=1), due=today)
         return sub_ids, changes.ids, start
 
 

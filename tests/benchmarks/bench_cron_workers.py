@@ -44,7 +44,7 @@ from _common import (  # noqa: E402
     vacuum_analyze,
 )
 from bench_sepa import ODOO_ROOT, REPO, configure_odoo  # noqa: E402
-from faults import cron_listening, seed_subscriptions  # noqa: E402
+from faults import cron_listening, schedule_seat_changes, seed_subscriptions  # noqa: E402
 
 import odoo  # noqa: E402
 from odoo import SUPERUSER_ID, Command, api, fields  # noqa: E402
@@ -69,25 +69,7 @@ def seed_changes(registry, n):
         subs = env["flex.subscription"].browse(sub_ids)
         for offset in range(0, n, 500):
             subs[offset : offset + 500]._create_recurring_invoices(today)
-        changes = env["flex.subscription.change"].create(
-            [
-                {
-                    "subscription_id": sub.id,
-                    "timing": "date",
-                    "date": today + timedelta(days=1),
-                    "line_ids": [
-                        Command.create({"subscription_line_id": sub.line_ids.id, "quantity": 5})
-                    ],
-                }
-                for sub in subs
-            ]
-        )
-        changes.action_confirm()
-        env.flush_all()
-        cr.execute(
-            "UPDATE flex_subscription_change SET date = %s, effective_date = %s WHERE id = ANY(%s)",
-            [today, today, changes.ids],
-        )
+        schedule_seat_changes(env, subs, today + timedelta(days=1), due=today)
     say(f"seeded {n:,} subscriptions and changes in {time.perf_counter() - started:.0f} s")
     vacuum_analyze(registry.db_name)
 
