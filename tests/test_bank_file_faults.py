@@ -173,6 +173,7 @@ def test_two_files_with_the_same_bookings_at_once_book_them_once():
 KILLED_IMPORT = textwrap.dedent(
     """
     import sys
+    import time
     import odoo
     from odoo import SUPERUSER_ID, api
     from odoo.modules.registry import Registry
@@ -180,6 +181,21 @@ KILLED_IMPORT = textwrap.dedent(
     odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
     data = open(sys.argv[3], "rb").read()
     registry = Registry(sys.argv[2])
+
+    from odoo.addons.subscription_flex_sepa.models.flex_sepa_bank_file import FlexSepaBankFile
+
+    book_statement = FlexSepaBankFile._import_statement
+
+    def _import_statement(self, message, statement):
+        # The statement's bookings written to the database, the transaction still open
+        # (the attachment, the risk update and the commit to come): the test kills here.
+        result = book_statement(self, message, statement)
+        self.env.flush_all()
+        print("written", flush=True)
+        time.sleep(120)
+        return result
+
+    FlexSepaBankFile._import_statement = _import_statement
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         print("importing", flush=True)
@@ -205,9 +221,11 @@ def test_import_killed_in_the_middle_leaves_nothing_and_runs_again_once(tmp_path
     process = start_script(registry, script, path)
     line = process.stdout.readline()
     assert line.strip() == "importing", (line, process.stderr.read())
-    # Well inside the import: the file is parsed, bookings are being written in the
-    # process's open transaction.
-    kill_in_transaction(registry, process, wait=2.0)
+    # Well inside the import: the file parsed, its 3,000 bookings written in the process's
+    # open transaction (the script says so, then waits to be killed).
+    line = process.stdout.readline()
+    assert line.strip() == "written", (line, process.stderr.read())
+    kill_in_transaction(registry, process)
     assert "done" not in process.stdout.read()
     # PostgreSQL rolled the dead session back: no file, no entry, no statement line, no
     # journal item, no move left half-made.

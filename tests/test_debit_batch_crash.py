@@ -24,12 +24,29 @@ DEBTORS = 200
 GENERATE = textwrap.dedent(
     """
     import sys
+    import time
     import odoo
     from odoo import SUPERUSER_ID, api
     from odoo.modules.registry import Registry
 
     odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
     registry = Registry(sys.argv[2])
+
+    from odoo.addons.subscription_flex_sepa.models.flex_sepa_batch import FlexSepaBatch
+
+    create_payments = FlexSepaBatch._create_payments
+
+    def _create_payments(self, journal):
+        # The file attached, the payments posted and reconciled in the database, the
+        # transaction still open (lines, mandates, mails and the commit to come): the
+        # test kills here.
+        result = create_payments(self, journal)
+        self.env.flush_all()
+        print("written", flush=True)
+        time.sleep(120)
+        return result
+
+    FlexSepaBatch._create_payments = _create_payments
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
         print("generating", flush=True)
@@ -161,7 +178,9 @@ def test_debit_batch_killed_mid_generation_then_generated_once(tmp_path):
     process = start_script(registry, script, batch_id)
     line = process.stdout.readline()
     assert line.strip() == "generating", (line, process.stderr.read())
-    kill_in_transaction(registry, process, wait=3.0)  # well into the payments of 200 debits
+    line = process.stdout.readline()  # the payments of the 200 debits written, not committed
+    assert line.strip() == "written", (line, process.stderr.read())
+    kill_in_transaction(registry, process)
     assert _facts(registry, batch_id, invoice_ids) == {
         "state": "draft",
         "file": False,
