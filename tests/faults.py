@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -122,6 +123,35 @@ def session_gone(registry, pid, timeout=30):
                 return True
         time.sleep(0.1)
     return False
+
+
+def cron_loop_script(call, today):
+    """Source of an Odoo script (for :func:`start_script`) that runs ``call``, a Python
+    expression on ``env`` returning the records it did, as Odoo's cron runner does: one
+    call in a transaction, commit, again, until it does nothing; ``env`` has
+    ``flex_today`` = ``today``. It prints ``batch <n>`` after each commit, ``done`` at the
+    end."""
+    context = f'{{"flex_today": date.fromisoformat("{today.isoformat()}")}}'
+    return textwrap.dedent(
+        f"""
+        import sys
+        from datetime import date
+        import odoo
+        from odoo import SUPERUSER_ID, api
+        from odoo.modules.registry import Registry
+
+        odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
+        registry = Registry(sys.argv[2])
+        while True:
+            with registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {context})
+                done = {call}
+                if not done:
+                    break
+                print("batch", len(done), flush=True)
+        print("done", flush=True)
+        """
+    )
 
 
 def start_script(registry, path, *args):

@@ -13,13 +13,18 @@ left): credit of 3 × 7.00 = -21.00 × 21/31 = -14.23, charge of 5 × 7.00 = 35.
 = 23.71, invoice 9.48 (no tax).
 """
 
-import textwrap
 import time
 import uuid
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from faults import kill_in_transaction, schedule_seat_changes, seed_subscriptions, start_script
+from faults import (
+    cron_loop_script,
+    kill_in_transaction,
+    schedule_seat_changes,
+    seed_subscriptions,
+    start_script,
+)
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -29,25 +34,8 @@ SUBSCRIPTIONS = 200
 START = date(2026, 5, 22)
 TODAY = date(2026, 6, 1)
 
-APPLYING = textwrap.dedent(
-    """
-    import sys
-    from datetime import date
-    import odoo
-    from odoo import SUPERUSER_ID, api
-    from odoo.modules.registry import Registry
-
-    odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
-    registry = Registry(sys.argv[2])
-    while True:
-        with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 6, 1)})
-            applied = env["flex.subscription.change"]._cron_apply_scheduled(limit=50)
-            if not applied:
-                break
-            print("batch", len(applied), flush=True)
-    print("done", flush=True)
-    """
+APPLYING = cron_loop_script(
+    'env["flex.subscription.change"]._cron_apply_scheduled(limit=50)', TODAY
 )
 
 

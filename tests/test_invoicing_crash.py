@@ -8,11 +8,10 @@ without its invoice, no period marked invoiced without its invoice); run again, 
 subscription ends with exactly one invoice for the period.
 """
 
-import textwrap
 import uuid
 from datetime import date
 
-from faults import kill_in_transaction, seed_subscriptions, start_script
+from faults import cron_loop_script, kill_in_transaction, seed_subscriptions, start_script
 
 import odoo
 from odoo.modules.registry import Registry
@@ -20,26 +19,7 @@ from odoo.modules.registry import Registry
 SUBSCRIPTIONS = 600
 TODAY = date(2026, 6, 1)
 
-INVOICING = textwrap.dedent(
-    """
-    import sys
-    from datetime import date
-    import odoo
-    from odoo import SUPERUSER_ID, api
-    from odoo.modules.registry import Registry
-
-    odoo.tools.config.parse_config(["-c", sys.argv[1], "-d", sys.argv[2], "--log-level=warn"])
-    registry = Registry(sys.argv[2])
-    while True:
-        with registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {"flex_today": date(2026, 6, 1)})
-            batch = env["flex.subscription"]._cron_create_invoices(batch_size=25)
-            if not batch:
-                break
-            print("batch", len(batch), flush=True)
-    print("done", flush=True)
-    """
-)
+INVOICING = cron_loop_script('env["flex.subscription"]._cron_create_invoices(batch_size=25)', TODAY)
 
 
 def _registry():
