@@ -67,9 +67,7 @@ class AccountMove(models.Model):
         )
         if to_post:
             to_post.with_context(flex_skip_noop_checked=True)._post(soft=False)
-            to_post.filtered(
-                lambda m: m.move_type == "out_invoice" and m.flex_subscription_id.sale_order_id
-            )._flex_apply_order_payments()
+            to_post._flex_apply_order_payments()
         to_send = to_post.filtered(
             lambda m: m.flex_subscription_id.plan_id.invoicing_mode == "send"
         )
@@ -85,16 +83,31 @@ class AccountMove(models.Model):
         """A subscription sold on a quotation paid online before its first invoice (it
         starts later): the payment waits as the customer's credit, and pays the
         subscription's invoices as they are posted, as Odoo's *Add* on an outstanding
-        credit does."""
-        for move in self:
-            order = move.flex_subscription_id.sale_order_id
-            payments = (
-                order.sudo()
-                .transaction_ids.filtered(lambda tx: tx.state == "done" and tx.payment_id)
-                .payment_id
+        credit does. One query for the batch finds the few invoices concerned (this runs
+        for every invoice the engine posts)."""
+        moves = self.filtered(
+            lambda m: m.move_type == "out_invoice" and m.flex_subscription_id.sale_order_id
+        )
+        if not moves:
+            return
+        paid = (
+            self.env["payment.transaction"]
+            .sudo()
+            .search(
+                [
+                    ("sale_order_ids", "in", moves.flex_subscription_id.sale_order_id.ids),
+                    ("state", "=", "done"),
+                    ("payment_id", "!=", False),
+                ]
             )
+        )
+        for move in moves:
+            order = move.flex_subscription_id.sale_order_id
+            transactions = paid.filtered(lambda tx, order=order: order in tx.sale_order_ids)
+            if not transactions:
+                continue
             customer = move.commercial_partner_id
-            credits = payments.move_id.line_ids.filtered(
+            credits = transactions.payment_id.move_id.line_ids.filtered(
                 lambda line, customer=customer: (
                     line.account_id.account_type == "asset_receivable"
                     and line.partner_id.commercial_partner_id == customer
@@ -107,7 +120,7 @@ class AccountMove(models.Model):
                 if move.currency_id.is_zero(move.amount_residual):
                     break
                 move.sudo().js_assign_outstanding_line(credit.id)
-                payments.payment_transaction_id.invoice_ids = [fields.Command.link(move.id)]
+                transactions.invoice_ids = [fields.Command.link(move.id)]
 
     def button_cancel(self):
         result = super().button_cancel()
