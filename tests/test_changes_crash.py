@@ -126,10 +126,15 @@ def test_changes_killed_mid_run_then_run_again_apply_exactly_once(tmp_path):
         process = start_script(registry, script)
         # Some changes committed one by one, then killed inside the next one's transaction.
         deadline = time.monotonic() + 300
-        while _applied(registry, change_ids) < 20:
+        seen = set()  # the counts of committed changes, as another session sees them
+        while (applied := _applied(registry, change_ids)) < 20:
+            seen.add(applied)
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline, "no change applied"
             time.sleep(0.05)
+        seen.add(applied)
+        # One commit per change, not per batch of 50: the count grows in small steps.
+        assert min(seen - {0}) < 20 and len(seen - {0}) >= 3, sorted(seen)
         kill_in_transaction(registry, process, wait=0.05)
         after_kill = _state(registry, change_ids)
         outcomes = set(after_kill.values())
