@@ -50,7 +50,15 @@ def remaining_fraction(period, day):
 
 def prorate(terms, period, day, decimals):
     """Amount of ``terms`` for what is left of ``period`` from ``day``, rounded."""
-    return round_money(terms.subtotal * remaining_fraction(period, day), decimals)
+    remaining_fraction(period, day)  # checks that ``day`` falls inside the period
+    return _days_share(terms, (period.end - day).days, period.days, decimals)
+
+
+def _days_share(terms, days, period_days, decimals):
+    """``subtotal × days / period_days``, rounded once. Multiplied before it is divided:
+    a fraction divided first (1/30 = 0.0333…) loses exact halves (25.875 / 30 = 0.8625
+    exactly, which rounds to 0.863, not 0.862)."""
+    return round_money(terms.subtotal * Decimal(days) / Decimal(period_days), decimals)
 
 
 def prorate_span(terms, period, start, end, decimals):
@@ -60,8 +68,7 @@ def prorate_span(terms, period, start, end, decimals):
     for ``[period.start, D)`` and the new ones for ``[D, period.end)``."""
     if not period.start <= start <= end <= period.end:
         raise ValueError("the span must fall inside the period")
-    fraction = Decimal((end - start).days) / Decimal(period.days)
-    return round_money(terms.subtotal * fraction, decimals)
+    return _days_share(terms, (end - start).days, period.days, decimals)
 
 
 def full_amount(terms, decimals):

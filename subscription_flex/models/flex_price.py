@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.tools import float_round
 
 from ..core import rating
 
@@ -76,6 +77,28 @@ class FlexPrice(models.Model):
             "Included quantities and minimum charges cannot be negative.",
         ),
     ]
+
+    @api.constrains("price_unit", "product_id")
+    def _check_price_precision(self):
+        """A recurring price is billed on an invoice line, whose unit price has the
+        "Product Price" precision: a price with more decimals would be billed rounded,
+        and no longer agree with the proration of the same line."""
+        digits = self.env["decimal.precision"].precision_get("Product Price")
+        for price in self:
+            if price.product_id.flex_metered:
+                continue  # rated from usage: the line bills the rated amount
+            if float_round(price.price_unit, precision_digits=digits) != price.price_unit:
+                raise ValidationError(
+                    self.env._(
+                        "The price %(price)s of %(product)s has more decimals than invoices "
+                        'carry (%(digits)s, the "Product Price" precision): it would be '
+                        "billed rounded. Raise that precision (Settings ▸ Technical ▸ "
+                        "Decimal Accuracy) or round the price.",
+                        price=price.price_unit,
+                        product=price.product_id.display_name,
+                        digits=digits,
+                    )
+                )
 
     @api.constrains("pricing_model", "tier_ids")
     def _check_tiers(self):

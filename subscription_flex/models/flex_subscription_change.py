@@ -705,7 +705,7 @@ class FlexSubscriptionChange(models.Model):
             if self.change_type == "plan":
                 sub._switch_plan(self.new_plan_id, day, plan["switch"])
             if self.change_type != "cancel_now":
-                key_to_line = sub._write_target_lines(plan["target"], day)
+                key_to_line = sub._write_target_lines(plan["target"], day, plan["old_lines"])
                 for item in items:
                     if not item.subscription_line_id and item.line_key in key_to_line:
                         item.subscription_line_id = key_to_line[item.line_key]
@@ -1020,7 +1020,8 @@ class FlexSubscriptionChangeLine(models.Model):
         help="0 removes the line.",
     )
     custom_price = fields.Boolean(help="Charge the price below instead of the plan's price.")
-    price_unit = fields.Monetary(currency_field="currency_id")
+    # The precision of an invoice line's unit price: what the change will bill.
+    price_unit = fields.Float(digits="Product Price")
     discount = fields.Float(
         string="Discount (%)",
         digits="Discount",

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import format_amount, format_date
+from odoo.tools import format_amount, format_date, formatLang
 
 from ..core import periods as P
 from .flex_subscription import BILLABLE_STATES
@@ -245,10 +245,15 @@ class FlexSubscription(models.Model):
             )
         self.write(vals)
 
-    def _write_target_lines(self, target, day):
+    def _write_target_lines(self, target, day, old_lines=None):
         """Make the lines what ``target`` says; changed and new lines get ``terms_start``
-        = ``day``. Returns ``{repr(key): line}``."""
+        = ``day``. Returns ``{repr(key): line}``.
+
+        ``old_lines`` are the terms before the change: a plan switch recomputes the
+        lines' prices from the new plan before this runs, so a line may already hold
+        its new price and still have new terms from ``day`` on."""
         self.ensure_one()
+        old_lines = old_lines or {}
         result = {}
         keep = {key for key in target if isinstance(key, int)}
         create_keys, create_vals = [], []
@@ -262,7 +267,12 @@ class FlexSubscription(models.Model):
             }
             if line:
                 changed = {name: value for name, value in new.items() if line[name] != value}
-                if changed:
+                before = old_lines.get(key)
+                if changed or (
+                    before
+                    and (before["quantity"], before["price_unit"], before["discount"])
+                    != (vals["quantity"], vals["price_unit"], vals["discount"])
+                ):
                     changed["terms_start"] = day
                     line.write(changed)
                 result[repr(key)] = line
@@ -346,12 +356,27 @@ class FlexSubscription(models.Model):
         items._sync_state()
         return move.sudo(False)
 
+    def _format_unit_price(self, price):
+        """``price`` with the currency, at the precision it is billed with: the
+        currency's decimals, more when the price has more ("¥ 14,301.643")."""
+        self.ensure_one()
+        currency = self.currency_id
+        decimals = max(-Decimal(repr(float(price))).normalize().as_tuple().exponent, 0)
+        most = self.env["decimal.precision"].precision_get("Product Price")
+        digits = max(currency.decimal_places, min(decimals, most))
+        if digits == currency.decimal_places:
+            return format_amount(self.env, price, currency)
+        amount = formatLang(self.env, price, digits=digits)
+        if currency.position == "after":
+            return f"{amount}\N{NO-BREAK SPACE}{currency.symbol}"
+        return f"{currency.symbol}\N{NO-BREAK SPACE}{amount}"
+
     def _proration_label(self, item):
         env = self.env
         values = {
             "label": item["name"] or item["product"].display_name,
             "qty": f"{item['quantity']:g}",
-            "price": format_amount(env, item["price_unit"], self.currency_id),
+            "price": self._format_unit_price(item["price_unit"]),
             "days": item["days"],
             "period_days": item["period_days"],
             "start": format_date(env, item["start"]),

@@ -29,12 +29,15 @@ class FlexSubscriptionLine(models.Model):
     name = fields.Char(string="Description")
     product_metered = fields.Boolean(related="product_id.flex_metered")
     quantity = fields.Float(default=1.0, digits="Product Unit of Measure", required=True)
-    price_unit = fields.Monetary(
+    # Not Monetary: a price version of 14,301.643 JPY is billed as such (an invoice
+    # line's unit price has the "Product Price" precision), so prorations of this line
+    # must start from that price, not from the price rounded to the currency.
+    price_unit = fields.Float(
         compute="_compute_price_unit",
         store=True,
         readonly=False,
         precompute=True,
-        currency_field="currency_id",
+        digits="Product Price",
     )
     price_overridden = fields.Boolean(
         string="Custom Price",
