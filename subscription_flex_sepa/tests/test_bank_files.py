@@ -1005,7 +1005,7 @@ class TestBankStatements(SepaCommon):
         started = time.perf_counter()
         bank_file = self._import(data)
         self.env.flush_all()
-        _logger.warning(
+        _logger.info(
             "camt.053 of %s lines imported in %.1f s", count, time.perf_counter() - started
         )
         self.assertEqual(bank_file.unmatched_count, count)
