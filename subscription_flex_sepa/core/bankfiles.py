@@ -26,6 +26,9 @@ SUPPORTED = (
     "pain.002.001.03",
     "pain.002.001.10",
 )
+# ISO 20022 bank transaction sub-families of the bank's own charges (External Bank
+# Transaction Sub Family codes): charges, fees, commissions (with or without tax).
+CHARGE_SUB_FAMILIES = frozenset({"CHRG", "FEES", "COMM", "COME", "COMI", "COMT"})
 MAX_FILE_SIZE = 64 * 1024 * 1024  # a camt.053 of 100,000 entries is about 60 MB
 
 
@@ -75,7 +78,14 @@ class Entry:
     batch_count: int = None
     fee: Decimal = Decimal(0)  # charges stated on the entry itself
     info: str = ""
+    bank_tx_code: tuple = None  # BkTxCd/Domn: (domain, family, sub-family), e.g. ACMT MDOP CHRG
     transactions: list = field(default_factory=list)
+
+    @property
+    def is_charge(self):
+        """The bank's own charges on the account (its ISO bank transaction code says so:
+        sub-family charges, fees or commission), not a payment of anybody's."""
+        return bool(self.bank_tx_code) and self.bank_tx_code[2] in CHARGE_SUB_FAMILIES
 
     @property
     def signed_amount(self):
@@ -293,6 +303,7 @@ def _read_entry(read, ntry, index):
         entry_ref=read.text(ntry, "NtryRef"),
         fee=_charges(read, ntry),
         info=read.text(ntry, "AddtlNtryInf", ""),
+        bank_tx_code=_bank_tx_code(read, ntry),
     )
     for details in read.findall(ntry, "NtryDtls"):
         batch = read.find(details, "Btch")
@@ -304,6 +315,17 @@ def _read_entry(read, ntry, index):
         for tx in read.findall(details, "TxDtls"):
             entry.transactions.append(_read_transaction(read, tx))
     return entry
+
+
+def _bank_tx_code(read, ntry):
+    domain = read.text(ntry, "BkTxCd/Domn/Cd")
+    if not domain:
+        return None
+    return (
+        domain,
+        read.text(ntry, "BkTxCd/Domn/Fmly/Cd"),
+        read.text(ntry, "BkTxCd/Domn/Fmly/SubFmlyCd"),
+    )
 
 
 def _read_transaction(read, tx):

@@ -92,7 +92,9 @@ class AccountMove(models.Model):
         ):
             last_line[line.invoice_id.id] = line
         returned = set(
-            self.env["flex.sepa.return"].search([("invoice_id", "in", invoices.ids)]).invoice_id.ids
+            self.env["flex.sepa.return"]
+            .search([("invoice_id", "in", invoices.ids), ("technical", "=", False)])
+            .invoice_id.ids
         )
         changes = [
             (invoice.id, risk or None, today if risk else None)

@@ -150,6 +150,7 @@ class FlexSepaBankFile(models.Model):
 
     def _import_message(self, message, data, checksum, filename):
         company = self.env.company
+        self._check_bank_references(message)
         bank_file = self.create(
             {
                 "name": filename or message.msg_id or message.version,
@@ -177,6 +178,33 @@ class FlexSepaBankFile(models.Model):
             bank_file.entry_ids.batch_line_ids.invoice_id
         )
         return bank_file
+
+    def _check_bank_references(self, message):
+        """A bank reference (``AcctSvcrRef``) is one booking on one account: a file that
+        gives it to two of its entries contradicts itself (which one did the bank book?
+        its balances count both), so it is refused whole, before anything is written."""
+        seen = {}
+        for statement in message.statements:
+            for entry in statement.entries:
+                if not entry.ref:
+                    continue
+                first = seen.setdefault((statement.iban, entry.ref), entry)
+                if first is not entry:
+                    raise UserError(
+                        self.env._(
+                            "The file gives the bank reference %(ref)s (AcctSvcrRef) to two "
+                            "entries of account %(iban)s: entry %(first)s (%(first_amount)s) "
+                            "and entry %(second)s (%(second_amount)s). A bank reference is "
+                            "one booking, so the file contradicts itself: nothing was "
+                            "imported. Ask the bank for a corrected file.",
+                            ref=entry.ref,
+                            iban=statement.iban,
+                            first=first.index + 1,
+                            first_amount=_money(first.signed_amount),
+                            second=entry.index + 1,
+                            second_amount=_money(entry.signed_amount),
+                        )
+                    )
 
     def _error_message(self, error):
         env = self.env
@@ -220,20 +248,34 @@ class FlexSepaBankFile(models.Model):
         self.batch_id = batch
         lines = batch.line_ids
         by_e2e = {line.end_to_end_id: line for line in lines}
-        rejected = []  # (line, reason code, entry vals)
+        # (line, reason code, entry vals, technical): a reject of the whole file or of a
+        # whole block (GrpSts / PmtInfSts RJCT, e.g. FF01) is technical, the creditor's
+        # bank refusing the file before any debtor saw it; a transaction's own reject
+        # (TxSts RJCT with its reason) is the debtor's.
+        rejected = []
         entries = []
         group_rejected = message.group_status == "RJCT"
+        listed = set()
         for block in message.payment_infos:
-            block_rejected = block.status == "RJCT"
+            listed.add(block.pmt_inf_id)
+            block_rejected = block.status == "RJCT" or (group_rejected and not block.status)
             if block_rejected and not block.transactions:
                 for line in lines.filtered(lambda ln, b=block: ln.pmt_inf_id == b.pmt_inf_id):
-                    rejected.append((line, block.reason, {"pmt_inf_id": block.pmt_inf_id}))
+                    rejected.append(
+                        (
+                            line,
+                            block.reason or message.group_reason,
+                            {"pmt_inf_id": block.pmt_inf_id},
+                            True,
+                        )
+                    )
                 continue
             for tx in block.transactions:
                 if tx.status != "RJCT" and not (block_rejected and not tx.status):
                     continue
                 line = by_e2e.get(tx.end_to_end_id)
                 reason = tx.reason or block.reason or message.group_reason
+                technical = not tx.reason and (block_rejected or group_rejected)
                 vals = {
                     "end_to_end_id": tx.end_to_end_id,
                     "pmt_inf_id": block.pmt_inf_id,
@@ -253,12 +295,17 @@ class FlexSepaBankFile(models.Model):
                         }
                     )
                 else:
-                    rejected.append((line, reason, vals))
-        if group_rejected and not message.payment_infos:
-            rejected = [(line, message.group_reason, {}) for line in lines]
+                    rejected.append((line, reason, vals, technical))
+        if group_rejected:
+            # The whole file: the debits of blocks the report does not list too.
+            rejected += [
+                (line, message.group_reason, {}, True)
+                for line in lines
+                if line.pmt_inf_id not in listed
+            ]
         today = fields.Date.context_today(self)
         return_vals = []
-        for line, reason, vals in rejected:
+        for line, reason, vals, technical in rejected:
             entry_vals = {
                 "end_to_end_id": line.end_to_end_id,
                 "pmt_inf_id": line.pmt_inf_id,
@@ -288,6 +335,7 @@ class FlexSepaBankFile(models.Model):
                     "date": message.created.date() if message.created else today,
                     "amount": line.amount,
                     "fee": 0.0,
+                    "technical": technical,
                 }
             )
         records = self._create_entries(entries)
@@ -296,13 +344,14 @@ class FlexSepaBankFile(models.Model):
             vals["bank_entry_id"] = entry.id
         returns = env["flex.sepa.return"]._create_from_bank(return_vals)
         returns._reverse_rejected_payments()
+        batch._flex_sepa_tell_technical_reject(returns.filtered("technical"), self)
         # A batch credit waiting for these rejects (the bank credited the block without
         # them) can be matched now.
         env["flex.sepa.bank.entry"].search(
             [
                 ("state", "=", "unmatched"),
                 ("company_id", "=", self.company_id.id),
-                ("pmt_inf_id", "in", list({line.pmt_inf_id for line, _r, _v in rejected})),
+                ("pmt_inf_id", "in", list({line.pmt_inf_id for line, *_rest in rejected})),
             ]
         )._rematch()
 
@@ -379,9 +428,18 @@ class FlexSepaBankFile(models.Model):
                 if entry.status != "BOOK"
             ]
         )
-        keys = [self._entry_key(statement, entry) for entry in entries]
+        keys, occurrences = [], defaultdict(int)
+        for entry in entries:
+            # Entries without a bank reference that look alike (two charges of the same
+            # amount on one day) are two bookings: the second is "#2", in every file that
+            # reports them, so a later file still finds each one once.
+            key = self._entry_key(statement, entry)
+            occurrences[key] += 1
+            if occurrences[key] > 1:
+                key = f"{key[:250]}#{occurrences[key]}"
+            keys.append(key)
         known = {
-            entry.key: entry.file_id.name
+            entry.key: entry
             for entry in env["flex.sepa.bank.entry"].search(
                 [
                     ("journal_id", "=", journal.id),
@@ -390,6 +448,22 @@ class FlexSepaBankFile(models.Model):
                 ]
             )
         }
+        if message.kind == "camt.053":
+            # The day's statement repeats what camt.054 notifications already booked: those
+            # lines are its lines too (its balances count them). A booking already in
+            # another statement means the statements overlap: refused whole.
+            for entry in known.values():
+                other = entry.statement_line_id.statement_id
+                if other:
+                    raise UserError(
+                        env._(
+                            "The booking %(ref)s is already in the bank statement %(statement)s "
+                            "(file %(file)s): this statement overlaps it, nothing was imported.",
+                            ref=entry.bank_ref or entry.key,
+                            statement=other.name,
+                            file=entry.file_id.name,
+                        )
+                    )
         matcher = _Matcher(env, self.company_id, entries)
         entry_vals, plans = [], []
         for entry, key in zip(entries, keys, strict=True):
@@ -414,12 +488,13 @@ class FlexSepaBankFile(models.Model):
                     {
                         **vals,
                         "state": "duplicate",
-                        "reason": env._("Already imported from %(file)s.", file=known[key]),
+                        "reason": env._(
+                            "Already imported from %(file)s.", file=known[key].file_id.name
+                        ),
                     }
                 )
                 plans.append(None)
                 continue
-            known[key] = self.name  # twice in this very file
             plan = matcher.match(entry)
             entry_vals.append({**vals, **plan.entry_vals()})
             plans.append(plan)
@@ -440,6 +515,11 @@ class FlexSepaBankFile(models.Model):
             journal,
             self.statement_id,
             [plan.booking_item(journal, vals["label"]) for vals, plan in booked],
+            adopt=env["account.bank.statement.line"].concat(
+                *(entry.statement_line_id for entry in known.values())
+            )
+            if self.statement_id
+            else None,
         )
         for (vals, _plan), st_line in zip(booked, st_lines, strict=True):
             vals["statement_line_id"] = st_line.id
@@ -593,8 +673,9 @@ class _Plan:
 
     def __init__(self, entry, kind, debits=(), reason=None):
         self.entry = entry
-        self.kind = kind  # settlement / return / unmatched
+        self.kind = kind  # settlement / return / charge / unmatched
         self.debits = list(debits)
+        self.account_id = None  # a charge's account
         self.reason = reason
         self.return_vals = []
 
@@ -610,6 +691,8 @@ class _Plan:
     def entry_vals(self):
         if self.kind == "unmatched":
             return {"state": "unmatched", "reason": self.reason}
+        if self.kind == "charge":
+            return {"state": "charge"}
         return {
             "state": "matched" if self.kind == "settlement" else "returned",
             "batch_line_ids": self.line_ids,
@@ -622,6 +705,9 @@ class _Plan:
                 (d.outstanding_account_id, d.partner_id, d.amount, d.invoice_name)
                 for d in self.debits
             ]
+        if self.kind == "charge":
+            label = self.entry.info or journal.env._("Bank charges")
+            return [(self.account_id, False, self.entry.signed_amount, label)]
         if self.kind != "return":
             return []
         counterparts = [
@@ -687,7 +773,11 @@ class _Plan:
         """Reconcile every settlement and return of the file with its payments:
         settlements on the outstanding receipts account (the payments become paid), returns
         on the receivable (the payment no longer pays the invoice, which is open again)."""
-        items = [(plan, st_line_id) for plan, st_line_id in pairs if plan.kind != "unmatched"]
+        items = [
+            (plan, st_line_id)
+            for plan, st_line_id in pairs
+            if plan.kind in ("settlement", "return")
+        ]
         if not items:
             return
         returned = [
@@ -810,6 +900,8 @@ class _Matcher:
                             id=entry.batch_pmt_inf_id,
                         ),
                     )
+            elif entry.is_charge:
+                return self._charge(entry)
             else:
                 return _Plan.left_open(
                     entry,
@@ -827,7 +919,26 @@ class _Matcher:
                     ),
                 )
             return self._return(entry, debits)
+        if entry.is_charge and not entry.batch_pmt_inf_id:
+            return self._charge(entry)
         return _Plan.left_open(entry, env._("Not a return of one of our debits."))
+
+    def _charge(self, entry):
+        """The bank's charges on the account (a charges bank transaction code, no debit of
+        ours): booked on the bank charges account, the line reconciled."""
+        account = self.company._flex_sepa_charges_account()
+        if not account:
+            return _Plan.left_open(
+                entry,
+                self.env._(
+                    "Bank charges: choose the bank charges account of %(company)s (Settings ▸ "
+                    "Invoicing ▸ SEPA Direct Debit) to have them booked.",
+                    company=self.company.name,
+                ),
+            )
+        plan = _Plan(entry, "charge")
+        plan.account_id = account.id
+        return plan
 
     def _settlement(self, entry, debits):
         env = self.env
@@ -930,6 +1041,7 @@ class FlexSepaBankEntry(models.Model):
         [
             ("matched", "Settled"),
             ("returned", "Returned / rejected"),
+            ("charge", "Bank charges"),
             ("unmatched", "Left open"),
             ("duplicate", "Already imported"),
             ("skipped", "Not booked"),

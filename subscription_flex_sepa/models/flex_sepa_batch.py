@@ -40,7 +40,7 @@ def validate_pain008(xml_bytes, version):
 class FlexSepaBatch(models.Model):
     _name = "flex.sepa.batch"
     _description = "SEPA Direct Debit Batch"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "mail.activity.mixin"]
     _order = "id desc"
     _check_company_auto = True
 
@@ -477,6 +477,34 @@ class FlexSepaBatch(models.Model):
             else:
                 batch.unlink()
         return batches
+
+    def _flex_sepa_tell_technical_reject(self, returns, bank_file):
+        """The creditor's bank rejected debits of this batch with the whole file or block
+        (``returns``, technical): the accountant is told once, on the batch (a note and an
+        activity), with the reason; no customer is."""
+        self.ensure_one()
+        if not returns:
+            return
+        env = self.env
+        codes = ", ".join(sorted({r.reason_code for r in returns}))
+        meaning = ", ".join(sorted({r.reason for r in returns if r.reason}))
+        body = env._(
+            "The bank rejected %(count)s debits of this batch with the whole file "
+            "(%(code)s %(meaning)s, status report %(file)s). No customer is at fault or told: "
+            "the invoices are open again and the next batch collects them (a first debit "
+            "stays FRST). Fix the file's cause with the bank before the next batch.",
+            count=len(returns),
+            code=codes,
+            meaning=meaning,
+            file=bank_file.name,
+        )
+        self.message_post(body=body, subtype_xmlid="mail.mt_note")
+        self.activity_schedule(
+            "mail.mail_activity_data_todo",
+            summary=env._("File rejected by the bank: %(code)s", code=codes),
+            note=body,
+            user_id=(self.company_id.flex_sepa_return_user_id or env.user).id,
+        )
 
     def action_download(self):
         self.ensure_one()

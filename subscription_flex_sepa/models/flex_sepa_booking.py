@@ -35,13 +35,18 @@ class FlexSepaBooking(models.AbstractModel):
     # ------------------------------------------------------------------ statement lines
 
     @api.model
-    def _book_statement_lines(self, journal, statement, items):
+    def _book_statement_lines(self, journal, statement, items, adopt=None):
         """Statement lines of ``journal`` (in ``statement`` when given), one per item, in
         order. An item: ``date``, ``amount`` (journal currency, signed as on the bank
         account), ``payment_ref``, ``ref``, ``partner_id`` and ``counterparts``: a list of
         ``(account_id, partner_id, amount_currency, balance, label)`` (they balance the
-        liquidity item), or ``None`` for an open line on the suspense account."""
+        liquidity item), or ``None`` for an open line on the suspense account. ``adopt``:
+        lines already booked (by a camt.054) that ``statement`` reports too: they join it."""
+        if adopt:
+            self._adopt_statement_lines(statement, adopt)
         if not items:
+            if adopt:
+                self._recompute_statement(statement)
             return self.env["account.bank.statement.line"]
         company = journal.company_id
         currency = journal.currency_id or company.currency_id
@@ -61,7 +66,39 @@ class FlexSepaBooking(models.AbstractModel):
                 )
                 for index, st_line_id in zip(indexes[1:], rest, strict=True):
                     ids[index] = st_line_id
+        if statement and (adopt or len(ids) > len(groups)):
+            self._recompute_statement(statement)
         return self.env["account.bank.statement.line"].browse(ids)
+
+    def _adopt_statement_lines(self, statement, st_lines):
+        """``st_lines`` (without statement) join ``statement``: the lines and their journal
+        items (whose ``statement_id`` is the line's, stored), in two UPDATEs."""
+        self.env.flush_all()
+        ids = st_lines.filtered(lambda line: not line.statement_id).ids
+        self.env.cr.execute(
+            "UPDATE account_bank_statement_line SET statement_id = %s WHERE id = ANY(%s)",
+            [statement.id, ids],
+        )
+        self.env.cr.execute(
+            "UPDATE account_move_line SET statement_id = %s WHERE statement_line_id = ANY(%s)",
+            [statement.id, ids],
+        )
+        self.env.invalidate_all()
+
+    def _recompute_statement(self, statement):
+        """What Odoo derives from the lines of ``statement``, once its lines inserted in
+        SQL are there: its first line (the anchor of the lines' running balances, which
+        Odoo computes from it), its date, the computed balance and whether it is
+        complete (the lines add up to the bank's closing balance). By Odoo's own computes:
+        a few queries for 10,000 lines (1.2 s of the 22 s a 10,000-line camt.053 takes)."""
+        statement.invalidate_recordset(["line_ids"])
+        # journal_id and company_id too: Odoo derives them from the lines (a statement
+        # whose lines all came from camt.054 files has none of its own booked here).
+        fnames = ["journal_id", "company_id", "first_line_index", "date", "balance_end"]
+        fnames.append("is_complete")
+        for fname in fnames:
+            self.env.add_to_compute(statement._fields[fname], statement)
+        statement.flush_recordset(fnames)
 
     def _orm_statement_line_vals(self, journal, statement, item, currency):
         vals = {
@@ -183,7 +220,8 @@ class FlexSepaBooking(models.AbstractModel):
                     partner_id,
                     item["payment_ref"],
                     amount,
-                    f"{item['date']:%Y%m%d}{MAX_INT - sequence:0>10}{move_id:0>10}",
+                    # Odoo's _compute_internal_index: date, reversed sequence, line id.
+                    f"{item['date']:%Y%m%d}{MAX_INT - sequence:0>10}{st_line_id:0>10}",
                     # What Odoo computes: a line without suspense item is reconciled.
                     0.0 if item["counterparts"] is not None else -amount,
                     item["counterparts"] is not None,

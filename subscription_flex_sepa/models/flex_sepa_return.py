@@ -127,6 +127,13 @@ class FlexSepaReturn(models.Model):
         "account.bank.statement.line", string="Bank Statement Line", readonly=True
     )
     bank_entry_id = fields.Many2one("flex.sepa.bank.entry", readonly=True)
+    technical = fields.Boolean(
+        string="File Rejected",
+        readonly=True,
+        help="Rejected with the whole file or payment information block by the creditor's "
+        "bank (e.g. FF01): no customer's fault. The debit is collected again by the next "
+        "batch; no customer e-mail, no hold, not counted as a retry.",
+    )
     action = fields.Selection(POLICY_ACTIONS, readonly=True)
     outcome = fields.Char(readonly=True, help="What the policy did.")
     retry_date = fields.Date(string="Retry Not Before", readonly=True)
@@ -161,12 +168,21 @@ class FlexSepaReturn(models.Model):
         )
         tries = dict(
             self._read_group(
-                [("invoice_id", "in", lines.invoice_id.ids)], ["invoice_id"], ["__count"]
+                [("invoice_id", "in", lines.invoice_id.ids), ("technical", "=", False)],
+                ["invoice_id"],
+                ["__count"],
             )
         )
         for vals, line in zip(vals_list, lines, strict=True):
             policy = policies[vals["reason_code"] or "OTHER"]
-            tries[line.invoice_id] = tries.get(line.invoice_id, 0) + 1
+            technical = bool(vals.get("technical"))
+            if not technical:
+                tries[line.invoice_id] = tries.get(line.invoice_id, 0) + 1
+            decision = (
+                self._decide_technical(vals["reason_code"])
+                if technical
+                else self._decide(policy, tries[line.invoice_id], vals["date"], line)
+            )
             vals.update(
                 {
                     "company_id": line.company_id.id,
@@ -179,12 +195,13 @@ class FlexSepaReturn(models.Model):
                     "reason": vals.get("reason")
                     or (policy.code == vals["reason_code"] and policy.name)
                     or env["flex.sepa.return.reason"]._meaning(vals["reason_code"]),
-                    "mail_state": "pending" if policy.notify_customer else "none",
+                    "technical": technical,
+                    "mail_state": "pending" if policy.notify_customer and not technical else "none",
                     # the stored related and computed fields, known here
                     "batch_id": line.batch_id.id,
                     "subscription_id": line.invoice_id.flex_subscription_id.id,
                     "name": f"{line.invoice_id.name} {vals['reason_code'] or ''}".strip(),
-                    **self._decide(policy, tries[line.invoice_id], vals["date"], line),
+                    **decision,
                 }
             )
         returns = self._insert(vals_list)
@@ -228,6 +245,7 @@ class FlexSepaReturn(models.Model):
         "fee",
         "statement_line_id",
         "bank_entry_id",
+        "technical",
         "action",
         "outcome",
         "retry_date",
@@ -256,7 +274,11 @@ class FlexSepaReturn(models.Model):
                 (
                     return_id,
                     *(
-                        vals.get(column) if vals.get(column) is not False else None
+                        bool(vals.get(column))
+                        if column == "technical"
+                        else vals.get(column)
+                        if vals.get(column) is not False
+                        else None
                         for column in columns
                     ),
                 )
@@ -264,7 +286,7 @@ class FlexSepaReturn(models.Model):
             ],
             template="(%s, %s, %s::int, %s, %s::int, %s::int, %s::int, %s::int, %s::int, "
             "%s::int, %s::int, %s, %s, %s::int, %s, %s, %s::date, %s::numeric, %s::numeric, "
-            "%s::int, %s::int, %s, %s, %s::date, %s)",
+            "%s::int, %s::int, %s::bool, %s, %s, %s::date, %s)",
             page_size=5000,
         )
         self.invalidate_model()
@@ -302,6 +324,17 @@ class FlexSepaReturn(models.Model):
         }
         return {"action": action, "outcome": outcomes[action]}
 
+    def _decide_technical(self, code):
+        """A debit rejected with its whole file or block by the creditor's bank (FF01 and
+        the like): nobody's fault but the file's, collected again by the next batch."""
+        return {
+            "action": "retry",
+            "outcome": self.env._(
+                "Rejected with the whole file (%(code)s): collected again by the next batch.",
+                code=code,
+            ),
+        }
+
     def _apply_policies(self):
         """What the decisions say, one write per kind of effect: invoices retried or held,
         mandates suspended or closed, a first debit rejected, activities, chatter."""
@@ -313,7 +346,9 @@ class FlexSepaReturn(models.Model):
             hold = None if ret.action == "retry" else holds[ret.action]
             # The invoice's new risk, as _flex_sepa_update_risk will find it after the
             # import (which then has nothing to write for these invoices).
-            risk = ret.invoice_id._flex_sepa_risk(today, ret.batch_line_id, True, hold or "none")
+            risk = ret.invoice_id._flex_sepa_risk(
+                today, ret.batch_line_id, not ret.technical, hold or "none"
+            )
             rows.append(
                 (
                     ret.invoice_id.id,

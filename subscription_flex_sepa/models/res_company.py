@@ -52,6 +52,14 @@ class ResCompany(models.Model):
         domain="[('account_type', 'in', ('expense', 'expense_direct_cost'))]",
         help="Expense account of the fees banks charge on returned direct debits.",
     )
+    flex_sepa_charges_account_id = fields.Many2one(
+        "account.account",
+        string="Bank Charges Account",
+        domain="[('account_type', 'in', ('expense', 'expense_direct_cost'))]",
+        help="Expense account of the charges the bank books on the account itself (statement "
+        "entries with a charges bank transaction code, e.g. ACMT/MDOP/CHRG). Empty: the "
+        "return fees account.",
+    )
     flex_sepa_reinvoice_fee = fields.Boolean(
         string="Re-invoice Return Fees",
         help="Each returned debit's fee becomes an invoice of the customer's subscription.",
@@ -73,6 +81,17 @@ class ResCompany(models.Model):
             "Pre-notification days cannot be negative.",
         ),
     ]
+
+    def _flex_sepa_charges_account(self):
+        """Where the bank's charges on the account are booked: the bank charges account,
+        else the return fees account, else the chart's *Bank Fees* account."""
+        self.ensure_one()
+        return (
+            self.flex_sepa_charges_account_id
+            or self.flex_sepa_fee_account_id
+            or self.env.ref(f"account.{self.id}_expense_finance", raise_if_not_found=False)
+            or self.env["account.account"]
+        )
 
     @api.constrains("flex_sepa_creditor_id")
     def _check_flex_sepa_creditor_id(self):

@@ -24,6 +24,9 @@ class ResConfigSettings(models.TransientModel):
     flex_sepa_fee_account_id = fields.Many2one(
         related="company_id.flex_sepa_fee_account_id", readonly=False
     )
+    flex_sepa_charges_account_id = fields.Many2one(
+        related="company_id.flex_sepa_charges_account_id", readonly=False
+    )
     flex_sepa_reinvoice_fee = fields.Boolean(
         related="company_id.flex_sepa_reinvoice_fee", readonly=False
     )

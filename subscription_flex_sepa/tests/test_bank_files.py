@@ -6,6 +6,9 @@ Amounts: every subscription bills 100.00 + 21 % tax = 121.00 per invoice (50.00 
 60.50 for the second debtor), worked out by hand."""
 
 import base64
+import logging
+import os
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -15,6 +18,7 @@ from odoo.tests import freeze_time, new_test_user, tagged
 from . import bankfiles
 from .common import CREDITOR_IBAN, SepaCommon
 
+_logger = logging.getLogger(__name__)
 D = Decimal
 ZERO = Decimal("0.00")
 COLLECTED = date(2027, 3, 8)  # due 1 March, told 5 days ahead, 6 March a Saturday
@@ -549,7 +553,8 @@ class TestBankFiles(SepaCommon):
         self.assertFalse(statement.entry_ids.statement_line_id)
         self.assertEqual(len(line.return_ids), 1)
         self.assertEqual(self.env["account.move"].search_count([]), moves)
-        # The same booking twice in one file: booked once.
+        # The same bank reference twice in one file: the file contradicts itself (its
+        # balances count both), refused whole (TestBankStatements has the details).
         _batch2, _invoices2, lines2 = self._collect(prices=(("b", 50.0),))
         credit = {
             "kind": "credit",
@@ -558,11 +563,14 @@ class TestBankFiles(SepaCommon):
             "ref": "TWICE-1",
             "end_to_end_id": lines2["b"].end_to_end_id,
         }
-        twice = self._import(self._camt053([credit, credit], msg_id="TWICE"), "twice.xml")
-        self.assertEqual(twice.entry_ids.mapped("state"), ["matched", "duplicate"])
-        self.assertEqual(twice.entry_ids[1].reason, "Already imported from twice.xml.")
-        self.assertEqual(len(twice.entry_ids.statement_line_id), 1)
-        self.assertSettled(lines2["b"])
+        counts = self._counts()
+        with self.assertRaisesRegex(UserError, "TWICE-1"):
+            self._import(self._camt053([credit, credit], msg_id="TWICE"), "twice.xml")
+        self.assertEqual(self._counts(), counts)
+        self.assertEqual(lines2["b"].state, "collected")
+        # The camt.054's line is a line of the statement that repeats it: it adds up.
+        self.assertEqual(statement.statement_id.line_ids, line.return_ids.statement_line_id)
+        self.assertTrue(statement.statement_id.is_complete)
 
     def test_pending_entry_listed_not_booked(self):
         _batch, _invoices, lines = self._collect(prices=(("a", 100.0),))
@@ -761,3 +769,360 @@ class TestBankFiles(SepaCommon):
         self.assertIn(orphan, risky)
         self.assertIn(b.invoice_id, risky)
         self.assertNotIn(a.invoice_id, risky)
+
+
+MAXINT = 2147483647  # Odoo's complement of a statement line's sequence in internal_index
+CENT = Decimal("0.01")
+
+
+@tagged("post_install", "-at_install")
+class TestBankStatements(SepaCommon):
+    """The statements the importer books add up as Odoo computes them: computed balance
+    (``balance_end``) = the bank's closing balance, complete, running balances of the
+    lines as Odoo's own lines have them; a file whose bank references disagree is refused;
+    a file-level pain.002 reject is no customer's fault; bank charges are booked.
+
+    Debits are untaxed (a product without tax) so that their amounts are the bank's:
+    opening 1,000.00 + 188.90 (100.00 + 88.90, one block) + 259.99 (another batch's block)
+    - 2.40 (the bank's charge) = 1,446.49."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sdd_journal.currency_id = cls.eur
+        cls.company.flex_sepa_fee_account_id = cls.env["account.account"].create(
+            {"name": "Return fees", "code": "627100", "account_type": "expense"}
+        )
+        cls.charges_account = cls.env["account.account"].create(
+            {"name": "Bank charges", "code": "627200", "account_type": "expense"}
+        )
+        cls.company.flex_sepa_charges_account_id = cls.charges_account
+        cls.product_untaxed = cls._create_product(
+            name="Seat, no tax",
+            lst_price=10.0,
+            type="service",
+            flex_is_subscription=True,
+            taxes_id=False,
+        )
+        cls.debtors = {}
+        for key, iban in (("a", "de"), ("b", "fr"), ("c", "it")):
+            partner, account = cls._debtor(
+                f"Debtor {key.upper()}", iban, email=f"{key}@example.com"
+            )
+            cls.debtors[key] = (partner, cls._mandate(partner, account))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _collect(self, prices):
+        """One generated batch of invoices of 1 March (collected 8 March), one per
+        ``(debtor, price)``; its debits by debtor."""
+        with freeze_time("2027-03-01"):
+            subs = self.env["flex.subscription"]
+            for key, price in prices:
+                subs |= self._create_subscription(
+                    plan=self.plan_sepa,
+                    start=date(2027, 3, 1),
+                    partner=self.debtors[key][0],
+                    lines=[(self.product_untaxed, 1, price, 0.0)],
+                    currency_id=self.eur.id,
+                    payment_method="sepa",
+                )
+            invoices = subs._create_recurring_invoices(date(2027, 3, 1))
+            batch = self._batch(date(2027, 3, 1))
+            batch.action_generate()
+        lines = batch.line_ids.filtered(lambda ln, i=invoices: ln.invoice_id in i)
+        return batch, {
+            key: lines.filtered(lambda ln, k=key: ln.partner_id == self.debtors[k][0])
+            for key, _price in prices
+        }
+
+    def _import(self, data, name="bank.xml"):
+        return self.env["flex.sepa.bank.file"]._import_file(data, filename=name)
+
+    def _fee_entry(self, ref, day=date(2027, 3, 5)):
+        # ACMT/MDOP/CHRG: the account's charges (the builder's code of a charge).
+        return {
+            "kind": "other",
+            "sign": "DBIT",
+            "amount": D("2.40"),
+            "date": day,
+            "ref": ref,
+            "info": "Account charges February",
+        }
+
+    def assertAddsUp(self, statement, opening, entries):
+        """Odoo's computed balance is the bank's closing balance, the statement is
+        complete, and every line's running balance is the opening plus the lines up to it,
+        in Odoo's order (date, then the file's order), as Odoo computes them."""
+
+        def booked(entry):  # as the bank books it, signed (+ credit, - debit)
+            if entry["kind"] == "return":
+                return -(entry["amount"] + entry.get("fee", Decimal(0)))
+            return -entry["amount"] if entry.get("sign") == "DBIT" else entry["amount"]
+
+        signed = [(entry["date"], i, booked(entry)) for i, entry in enumerate(entries)]
+        closing = opening + sum((amount for _d, _i, amount in signed), Decimal(0))
+        self.assertEqual(D(str(statement.balance_start)).quantize(CENT), opening)
+        self.assertEqual(D(str(statement.balance_end_real)).quantize(CENT), closing)
+        self.assertEqual(D(str(statement.balance_end)).quantize(CENT), closing)
+        self.assertTrue(statement.is_complete)
+        self.assertFalse(statement.problem_description)
+        lines = statement.line_ids.sorted("internal_index")
+        self.assertEqual(len(lines), len(entries))
+        for line in lines:  # Odoo's internal index: date, reversed sequence, the line's id
+            self.assertEqual(
+                line.internal_index,
+                f"{line.date:%Y%m%d}{MAXINT - line.sequence:0>10}{line.id:0>10}",
+            )
+        self.assertEqual(statement.first_line_index, lines[0].internal_index)
+        self.assertEqual(statement.date, max(e["date"] for e in entries))
+        running, expected = opening, []
+        for _day, _i, amount in sorted(signed):
+            running += amount
+            expected.append(running)
+        self.assertEqual(
+            [D(str(b)).quantize(CENT) for b in lines.mapped("running_balance")], expected
+        )
+        self.assertEqual(expected[-1], closing)
+        return closing
+
+    def assertCharge(self, bank_file, ref):
+        entry = bank_file.entry_ids.filtered(lambda e: e.bank_ref == ref)
+        self.assertEqual(entry.state, "charge")
+        st_line = entry.statement_line_id
+        self.assertTrue(st_line.is_reconciled)
+        self.assertEqual(st_line.amount, -2.4)
+        items = st_line.move_id.line_ids
+        self.assertFalse(
+            items.filtered(lambda aml: aml.account_id == self.sdd_journal.suspense_account_id)
+        )
+        charge = items.filtered(lambda aml: aml.account_id == self.charges_account)
+        self.assertEqual((charge.debit, charge.credit), (2.4, 0.0))
+
+    # ------------------------------------------------------------------ statements add up
+
+    def test_batch_statement_adds_up_v02(self):
+        self._check_batch_statement("camt.053.001.02")
+
+    def test_batch_statement_adds_up_v08(self):
+        self._check_batch_statement("camt.053.001.08")
+
+    def _check_batch_statement(self, version):
+        # One statement per test: a journal's statements follow each other in time, and
+        # Odoo's running balances run over the journal's lines in date order.
+        batch1, lines1 = self._collect((("a", 100.0), ("b", 88.9)))
+        batch2, lines2 = self._collect((("c", 259.99),))
+        block1 = lines1["a"] | lines1["b"]
+        self.assertEqual(sum(D(str(a)) for a in block1.mapped("amount")), D("188.90"))
+        entries = [
+            {
+                "kind": "batch",
+                "amount": D("188.90"),
+                "date": COLLECTED,
+                "ref": f"B1-{version}",
+                "msg_id": batch1.name,
+                "pmt_inf_id": block1[0].pmt_inf_id,
+                "count": 2,
+                "details": None,
+            },
+            {
+                "kind": "batch",
+                "amount": D("259.99"),
+                "date": COLLECTED,
+                "ref": f"B2-{version}",
+                "msg_id": batch2.name,
+                "pmt_inf_id": lines2["c"].pmt_inf_id,
+                "count": 1,
+                "details": None,
+            },
+            # Booked before the credits (an earlier date, later in the file).
+            self._fee_entry(f"FEE-{version}"),
+        ]
+        opening = D("1000.00")
+        data = bankfiles.camt053(
+            version, CREDITOR_IBAN, entries, msg_id=f"STMT-{version}", opening=opening
+        )
+        bank_file = self._import(data)
+        closing = self.assertAddsUp(bank_file.statement_id, opening, entries)
+        self.assertEqual(closing, D("1446.49"))
+        self.assertEqual(bank_file.matched_count, 2)
+        for line in block1 | lines2["c"]:
+            self.assertEqual(line.state, "settled")
+            self.assertEqual(line.invoice_id.payment_state, "paid")
+        self.assertCharge(bank_file, f"FEE-{version}")
+
+    def test_per_transaction_statement_adds_up_v02(self):
+        self._check_per_transaction_statement("camt.053.001.02")
+
+    def test_per_transaction_statement_adds_up_v08(self):
+        self._check_per_transaction_statement("camt.053.001.08")
+
+    def _check_per_transaction_statement(self, version):
+        _batch1, lines1 = self._collect((("a", 100.0), ("b", 88.9)))
+        _batch2, lines2 = self._collect((("c", 259.99),))
+        entries = [
+            {
+                "kind": "credit",
+                "amount": D(str(line.amount)),
+                "date": COLLECTED,
+                "ref": f"TX-{version}-{line.end_to_end_id}",
+                "end_to_end_id": line.end_to_end_id,
+                "pmt_inf_id": line.pmt_inf_id,
+            }
+            for line in lines1["a"] | lines1["b"] | lines2["c"]
+        ] + [self._fee_entry(f"FEE-TX-{version}")]
+        opening = D("1000.00")
+        data = bankfiles.camt053(
+            version, CREDITOR_IBAN, entries, msg_id=f"TX-{version}", opening=opening
+        )
+        bank_file = self._import(data)
+        closing = self.assertAddsUp(bank_file.statement_id, opening, entries)
+        self.assertEqual(closing, D("1446.49"))
+        self.assertEqual(bank_file.matched_count, 3)
+        self.assertCharge(bank_file, f"FEE-TX-{version}")
+
+    def test_large_statement_adds_up(self):
+        """A statement of FLEX_BANK_STATEMENT_LINES lines (10,000 by default), over two
+        months (the first line of each is Odoo's, the others SQL)."""
+        count = int(os.environ.get("FLEX_BANK_STATEMENT_LINES") or 10000)
+        entries = [
+            {
+                "kind": "other",
+                "sign": "CRDT" if i % 3 else "DBIT",
+                "amount": D(i % 997 + 1) + D(i % 100) / 100,
+                "date": date(2027, 3 + (2 * i >= count), 1 + i % 28),
+                "ref": f"BIG-{i}",
+                "info": f"Transfer {i}",
+                # transfers in and out, no charges
+                "bank_tx_code": ("PMNT", "RCDT" if i % 3 else "ICDT", "ESCT"),
+            }
+            for i in range(count)
+        ]
+        opening = D("-1234.56")
+        data = bankfiles.camt053(
+            "camt.053.001.08", CREDITOR_IBAN, entries, opening=opening, msg_id="BIG"
+        )
+        started = time.perf_counter()
+        bank_file = self._import(data)
+        self.env.flush_all()
+        _logger.info(
+            "camt.053 of %s lines imported in %.1f s", count, time.perf_counter() - started
+        )
+        self.assertEqual(bank_file.unmatched_count, count)
+        self.assertAddsUp(bank_file.statement_id, opening, entries)
+
+    # ------------------------------------------------------------------ inconsistent files
+
+    def test_bank_reference_twice_refuses_the_file(self):
+        _batch, lines = self._collect((("a", 100.0), ("b", 88.9), ("c", 120.0)))
+        entries = [
+            {
+                "kind": "credit",
+                "amount": D(str(line.amount)),
+                "date": COLLECTED,
+                "ref": ref,
+                "end_to_end_id": line.end_to_end_id,
+            }
+            for line, ref in ((lines["a"], "REF-1"), (lines["b"], "REF-2"), (lines["c"], "REF-2"))
+        ]
+        data = bankfiles.camt053("camt.053.001.08", CREDITOR_IBAN, entries, opening=D("0.00"))
+        counts = self._counts()
+        all_lines = lines["a"] | lines["b"] | lines["c"]
+        states = [(ln.state, ln.payment_id.state, ln.invoice_id.payment_state) for ln in all_lines]
+        with self.assertRaisesRegex(UserError, r"bank reference REF-2 .* two entries .* 2 .* 3 "):
+            self._import(data)
+        self.assertEqual(self._counts(), counts)
+        self.assertEqual(
+            [(ln.state, ln.payment_id.state, ln.invoice_id.payment_state) for ln in all_lines],
+            states,
+        )
+        self.assertEqual(set(all_lines.mapped("state")), {"collected"})
+
+    def _counts(self):
+        return {
+            model: self.env[model].search_count([])
+            for model in (
+                "flex.sepa.bank.file",
+                "flex.sepa.bank.entry",
+                "account.bank.statement",
+                "account.bank.statement.line",
+                "account.move",
+                "account.partial.reconcile",
+                "flex.sepa.return",
+                "ir.attachment",
+                "mail.message",
+            )
+        }
+
+    # ------------------------------------------------------------------ pain.002 file reject
+
+    def test_file_rejected_by_the_bank_is_collected_again(self):
+        for version in ("pain.002.001.03", "pain.002.001.10"):
+            with self.subTest(version=version):
+                batch, lines = self._collect((("a", 100.0), ("b", 88.9)))
+                debits = lines["a"] | lines["b"]
+                invoices = debits.invoice_id
+                self.assertEqual(set(debits.mapped("sequence_type")), {"FRST"})
+                mails = self.env["mail.mail"].search_count([])
+                report = bankfiles.pain002(
+                    version,
+                    batch.name,
+                    [],
+                    msg_id=f"FF01-{version}",
+                    group_status="RJCT",
+                    group_reason="FF01",
+                )
+                self._import(report)
+                # The debits are undone: payments rejected, invoices open for their amount.
+                self.assertEqual(set(debits.mapped("state")), {"rejected"})
+                self.assertEqual(set(debits.payment_id.mapped("state")), {"rejected"})
+                self.assertEqual(set(invoices.mapped("payment_state")), {"not_paid"})
+                self.assertEqual(
+                    [D(str(i.amount_residual)) for i in invoices.sorted("id")],
+                    [D("100.00"), D("88.90")],
+                )
+                # No customer's fault: nothing held, no risk, no mail, no activity per invoice.
+                self.assertEqual(set(invoices.mapped("flex_sepa_hold")), {False})
+                self.assertEqual(set(invoices.mapped("flex_sepa_risk")), {False})
+                self.assertFalse(invoices.activity_ids)
+                returns = debits.return_ids
+                self.assertEqual(set(returns.mapped("mail_state")), {"none"})
+                self.assertEqual(set(returns.mapped("reason_code")), {"FF01"})
+                self.assertFalse(self.env["flex.sepa.return"]._cron_send_mails())
+                self.assertEqual(self.env["mail.mail"].search_count([]), mails)
+                # The accountant is told once, on the batch.
+                self.assertEqual(len(batch.activity_ids), 1)
+                self.assertIn("FF01", batch.activity_ids.summary)
+                notes = batch.message_ids.filtered(lambda m: "FF01" in (m.body or ""))
+                self.assertEqual(len(notes), 1)
+                self.assertFalse(notes.partner_ids)
+                # The same report again: refused; sent again under another MsgId: nothing.
+                before = self._counts()
+                with self.assertRaisesRegex(UserError, "already imported"):
+                    self._import(report)
+                self.assertEqual(self._counts(), before)
+                again = bankfiles.pain002(
+                    version,
+                    batch.name,
+                    [],
+                    msg_id=f"FF01-{version}-again",
+                    group_status="RJCT",
+                    group_reason="FF01",
+                )
+                self._import(again)
+                self.assertEqual(len(debits.return_ids), 2)
+                self.assertEqual(len(batch.activity_ids), 1)
+                self.assertEqual(set(invoices.mapped("flex_sepa_hold")), {False})
+                self.assertEqual(self.env["mail.mail"].search_count([]), mails)
+                # The next batch collects them again, FRST still.
+                with freeze_time("2027-03-02"):
+                    again_batch = self._batch(date(2027, 3, 2))
+                retried = again_batch.line_ids.filtered(lambda ln, i=invoices: ln.invoice_id in i)
+                self.assertEqual(len(retried), 2)
+                self.assertEqual(set(retried.mapped("sequence_type")), {"FRST"})
+                self.assertFalse(
+                    again_batch.excluded_line_ids.filtered(
+                        lambda ln, i=invoices: ln.invoice_id in i
+                    )
+                )
+                again_batch.action_cancel()
