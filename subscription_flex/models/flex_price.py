@@ -127,8 +127,15 @@ class FlexPrice(models.Model):
             for tier in self.tier_ids.sorted(lambda t: (t.open_ended, t.up_to, t.id))
         ]
 
+    @api.model
+    def _usage_quantity_digits(self):
+        """Decimals of a usage quantity as rated and invoiced: those an invoice line's
+        quantity carries (Odoo rounds it to *Product Unit of Measure*)."""
+        return self.env["decimal.precision"].precision_get("Product Unit of Measure")
+
     def _rate(self, quantity):
-        """:class:`core.rating.Rating` of ``quantity`` units with this version's terms."""
+        """:class:`core.rating.Rating` of ``quantity`` units with this version's terms,
+        the quantity rounded first to the precision of an invoice line's quantity."""
         self.ensure_one()
         return rating.rate(
             quantity,
@@ -139,6 +146,7 @@ class FlexPrice(models.Model):
             tiers=self._get_tiers() if self.pricing_model in ("graduated", "volume") else (),
             included=self.included_quantity,
             minimum=self.minimum_charge,
+            quantity_decimals=self._usage_quantity_digits(),
         )
 
     @api.depends("plan_id", "product_id", "date_start", "currency_id")

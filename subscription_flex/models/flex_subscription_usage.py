@@ -9,6 +9,7 @@ from odoo.tools import format_date, formatLang
 
 from ..core import periods as P
 from ..core import rating
+from ..core.money import round_money
 
 
 def _day_start(day):
@@ -318,8 +319,11 @@ class FlexSubscription(models.Model):
         self.ensure_one()
         product = line.product_id
         decimals = self.currency_id.decimal_places
+        Price = self.env["flex.price"]
         if free or not price:
-            rated = rating.rate(quantity, "per_unit", 0, decimals)
+            rated = rating.rate(
+                quantity, "per_unit", 0, decimals, quantity_decimals=Price._usage_quantity_digits()
+            )
         else:
             rated = price._rate(quantity)
         included = price.included_quantity if price else 0
@@ -345,21 +349,23 @@ class FlexSubscription(models.Model):
             end=format_date(self.env, window.end - timedelta(days=1)),
             detail=detail,
         )
-        # Quantity × unit price where that is exact; otherwise one unit at the amount.
-        # ... and only when the invoice line can hold the unit price to its last digit.
-        price_digits = self.env["decimal.precision"].precision_get("Product Price")
+        # The line is quantity × unit price when that is its amount (one part, per unit or
+        # volume, no flat fee, no minimum) and the invoice line holds both to their last
+        # digit; otherwise one unit at the amount, the rule in the label (the quantity
+        # rated was rounded to the line's quantity precision, so it always fits).
+        part = rated.parts[0] if len(rated.parts) == 1 else None
         exact = (
             price
+            and part
             and not rated.minimum_applied
             and already is None
             and price.pricing_model in ("per_unit", "volume")
-            and rated.parts
-            and rated.parts[0][2] == round(rated.parts[0][2], price_digits)
-            # a tier's flat fee is not quantity x price
-            and rated.parts[0][3] == rated.parts[0][1] * rated.parts[0][2]
+            and not part.flat_fee
+            and self._fits_precision(part.unit_price, "Product Price")
+            and self._fits_precision(part.quantity, "Product Unit of Measure")
         )
         if exact:
-            invoice_qty, unit_price = float(rated.parts[0][1]), float(rated.parts[0][2])
+            invoice_qty, unit_price = float(part.quantity), float(part.unit_price)
         elif already is not None:
             invoice_qty, unit_price = 1.0, float(rated.amount - already)
         else:
@@ -380,6 +386,11 @@ class FlexSubscription(models.Model):
             flex_period_start=window.start,
             flex_period_end=window.end - timedelta(days=1),
         )
+
+    @api.model
+    def _fits_precision(self, number, precision_name):
+        digits = self.env["decimal.precision"].precision_get(precision_name)
+        return number == round_money(number, digits)
 
     @api.model
     def _release_usage(self, move_lines):
@@ -477,15 +488,25 @@ class FlexSubscription(models.Model):
             values = aggregates.get((0, product.id))
             quantity = values[product.flex_aggregation] if values else Decimal(0)
             price = prices.get((self.id, product.id, window.start))
-            rated = price._rate(quantity) if price else rating.rate(quantity, "per_unit", 0)
+            rated = (
+                price._rate(quantity)
+                if price
+                else rating.rate(
+                    quantity,
+                    "per_unit",
+                    0,
+                    quantity_decimals=self.env["flex.price"]._usage_quantity_digits(),
+                )
+            )
             included = Decimal(repr(price.included_quantity)) if price else Decimal(0)
             summary.append(
                 {
                     "product": product,
                     "aggregation": product.flex_aggregation,
-                    "quantity": quantity,
+                    # as it will be invoiced: rounded to the invoice line's precision
+                    "quantity": rated.quantity,
                     "included": included,
-                    "included_left": max(included - quantity, Decimal(0)),
+                    "included_left": max(included - rated.quantity, Decimal(0)),
                     "amount": rated.amount,
                     "detail": rating.describe(
                         rated,

@@ -1,4 +1,6 @@
+import re
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from odoo import Command
 from odoo.exceptions import UserError, ValidationError
@@ -521,3 +523,277 @@ class TestUsageIngestion(UsageCommon):
                     "event_time": "2026-01-05 00:00:00",
                 }
             )
+
+
+def _round(value, decimals):
+    """Half away from zero to ``decimals``: the README's one rounding rule, for quantities
+    (to the Product Unit of Measure precision) and amounts (to the currency)."""
+    return Decimal(value).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
+@tagged("post_install", "-at_install")
+class TestUsageLineAgreesWithItsLabel(UsageCommon):
+    """README, *Usage-based billing*: the period's quantity is rounded to the *Product Unit
+    of Measure* precision before it is rated; each tier's amount is rounded to the
+    currency; the line shows quantity × unit price when that is its amount, else one unit
+    at the amount with the rule in its label. Expected amounts are computed here."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.compute = cls._create_product(
+            name="Compute",
+            default_code="CPU",
+            flex_unit_label="GB-h",
+            flex_aggregation="sum",
+            type="service",
+            flex_is_subscription=True,
+            flex_metered=True,
+            taxes_id=[Command.set(cls.tax_21.ids)],
+            lst_price=0.0,
+        )
+
+    def setUp(self):
+        super().setUp()
+        self.uom_digits = self.env.ref("product.decimal_product_uom").digits
+        self.assertEqual(self.uom_digits, 2)  # Odoo's default, what the examples assume
+
+    def _compute_subscription(self, currency, price_vals, plan=None, lines=()):
+        plan = plan or self._create_plan(invoicing_timing="arrears")
+        self.env["flex.price"].create(
+            {
+                "plan_id": plan.id,
+                "product_id": self.compute.id,
+                "currency_id": currency.id,
+                "date_start": date(2025, 1, 1),
+                **price_vals,
+            }
+        )
+        return self._create_subscription(
+            plan=plan,
+            lines=[*lines, (self.compute, 1, None, 0.0)],
+            currency_id=currency.id,
+        )
+
+    def _events(self, sub, quantities, day="2026-01-10", now=datetime(2026, 1, 31, 12, 0)):
+        result = self._ingest(
+            sub,
+            [
+                {
+                    "product": self.compute.id,
+                    "quantity": quantity,
+                    "time": f"{day}T{10 + index:02d}:00:00Z",
+                    "key": f"{day}-{index}-{quantity}",
+                }
+                for index, quantity in enumerate(quantities)
+            ],
+            now=now,
+        )
+        self.assertEqual(result["accepted"], len(quantities))
+
+    def assertAgrees(self, line, amount, decimals):
+        """``line`` bills ``amount`` (Decimal), its label's amounts add up to it, and Odoo's
+        quantity × unit price is it."""
+        self.assertEqual(_round(repr(line.price_subtotal), decimals), amount, line.name)
+        shown = _round(Decimal(repr(line.quantity)) * Decimal(repr(line.price_unit)), decimals)
+        self.assertEqual(shown, amount, line.name)
+        detail = line.name.split("): ", 1)[1]
+        if "already invoiced" in detail:
+            return
+        if "minimum charge" in detail:
+            self.assertIn(f"(minimum charge {amount})", detail)
+            return
+        chunks = re.findall(r"= (\d[\d,]*(?:\.\d+)?)", detail)
+        self.assertTrue(chunks, line.name)
+        total = sum((Decimal(chunk.replace(",", "")) for chunk in chunks), Decimal(0))
+        self.assertEqual(total, amount, line.name)
+
+    def _usage_line(self, move):
+        line = move.invoice_line_ids.filtered(lambda line: line.product_id == self.compute)
+        self.assertEqual(len(line), 1)
+        return line
+
+    def test_kwd_volume_quantity_with_more_decimals_than_the_unit_of_measure(self):
+        kwd = self.setup_other_currency("KWD")
+        self.env.ref("product.decimal_price").digits = 3  # README: 3-decimal currencies
+        sub = self._compute_subscription(
+            kwd,
+            {
+                "pricing_model": "volume",
+                "price_unit": 0.0,
+                "included_quantity": 1,
+                "tier_ids": [
+                    Command.create({"up_to": 100, "unit_price": 5.6}),
+                    Command.create({"open_ended": True, "unit_price": 5.0}),
+                ],
+            },
+        )
+        self._events(sub, [4.233, 4.233])
+        line = self._usage_line(self._invoice(sub, date(2026, 2, 1)))
+        measured = Decimal("4.233") + Decimal("4.233")
+        quantity = _round(measured, self.uom_digits)  # 8.47
+        billable = quantity - 1  # 7.47 in the first tier (up to 100)
+        amount = _round(billable * Decimal("5.6"), 3)  # 41.832
+        self.assertEqual((line.quantity, line.price_unit), (float(billable), 5.6))
+        self.assertIn(f"{quantity} GB-h ({measured} measured), 1 included:", line.name)
+        self.assertIn(f"0–100: {billable} × 5.6 = {amount}", line.name)
+        self.assertAgrees(line, amount, 3)
+
+    def test_graduated_tier_amounts_add_up_to_the_line(self):
+        sub = self._compute_subscription(
+            self.currency,
+            {
+                "pricing_model": "graduated",
+                "price_unit": 0.0,
+                "tier_ids": [
+                    Command.create({"up_to": 10, "unit_price": 0.0105}),
+                    Command.create({"open_ended": True, "unit_price": 0.001}),
+                ],
+            },
+        )
+        self._events(sub, [15.004])
+        line = self._usage_line(self._invoice(sub, date(2026, 2, 1)))
+        quantity = _round(Decimal("15.004"), self.uom_digits)  # 15.00
+        first = _round(10 * Decimal("0.0105"), 2)  # 0.105 -> 0.11
+        second = _round((quantity - 10) * Decimal("0.001"), 2)  # 0.005 -> 0.01
+        # Each tier's amount rounded, the line is their sum: 0.12 (not 0.110 -> 0.11).
+        self.assertIn(f"0–10: 10 × 0.0105 = {first}; 10+: 5 × 0.001 = {second}", line.name)
+        self.assertEqual((line.quantity, line.price_unit), (1.0, float(first + second)))
+        self.assertAgrees(line, first + second, 2)
+
+    def test_yen_quantity_is_rounded_before_rating(self):
+        jpy = self.setup_other_currency("JPY")
+        sub = self._compute_subscription(jpy, {"pricing_model": "per_unit", "price_unit": 500})
+        self._events(sub, [1234.5, 0.067])
+        line = self._usage_line(self._invoice(sub, date(2026, 2, 1)))
+        measured = Decimal("1234.5") + Decimal("0.067")
+        quantity = _round(measured, self.uom_digits)  # 1,234.57
+        amount = _round(quantity * 500, 0)  # 617,285 (617,283.5 -> 617,284 unrounded)
+        self.assertEqual((line.quantity, line.price_unit), (float(quantity), 500.0))
+        self.assertIn(f"1,234.57 GB-h (1,234.567 measured): 1,234.57 × 500 = {amount}", line.name)
+        self.assertAgrees(line, amount, 0)
+
+    def test_finer_unit_of_measure_precision_bills_the_measured_quantity(self):
+        """README: for fine-grained meters, raise the Product Unit of Measure precision."""
+        kwd = self.setup_other_currency("KWD")
+        self.env.ref("product.decimal_price").digits = 3
+        self.env.ref("product.decimal_product_uom").digits = 3
+        sub = self._compute_subscription(
+            kwd, {"pricing_model": "per_unit", "price_unit": 5.6, "included_quantity": 1}
+        )
+        self._events(sub, [4.233, 4.233])
+        line = self._usage_line(self._invoice(sub, date(2026, 2, 1)))
+        billable = Decimal("8.466") - 1
+        amount = _round(billable * Decimal("5.6"), 3)  # 41.8096 -> 41.810
+        self.assertEqual((line.quantity, line.price_unit), (float(billable), 5.6))
+        self.assertIn(f"8.466 GB-h, 1 included: 7.466 × 5.6 = {amount}", line.name)
+        self.assertNotIn("measured", line.name)
+        self.assertAgrees(line, amount, 3)
+
+    def test_flat_fee_and_minimum_are_in_the_label(self):
+        sub = self._compute_subscription(
+            self.currency,
+            {
+                "pricing_model": "volume",
+                "price_unit": 0.0,
+                "minimum_charge": 30.0,
+                "tier_ids": [
+                    Command.create({"up_to": 10, "unit_price": 1.25}),
+                    Command.create({"open_ended": True, "unit_price": 1.0, "flat_fee": 5.0}),
+                ],
+            },
+        )
+        self._events(sub, [12.345])
+        february = self._invoice(sub, date(2026, 2, 1))
+        line = self._usage_line(february)
+        quantity = _round(Decimal("12.345"), self.uom_digits)  # 12.35
+        amount = _round(quantity * 1 + 5, 2)  # 17.35, with the tier's flat fee
+        self.assertIn(f"10+: 12.35 × 1 + 5.00 = {amount} (minimum charge 30.00)", line.name)
+        self.assertEqual((line.quantity, line.price_unit), (1.0, 30.0))
+        self.assertAgrees(line, Decimal("30.00"), 2)
+        self._events(sub, [25.005], day="2026-02-10", now=datetime(2026, 2, 28))
+        line = self._usage_line(self._invoice(sub, date(2026, 3, 1)))
+        amount = _round(_round(Decimal("25.005"), self.uom_digits) + 5, 2)  # 25.01 + 5.00
+        self.assertIn(f"10+: 25.01 × 1 + 5.00 = {amount}", line.name)
+        self.assertAgrees(line, amount, 2)
+
+    def test_late_event_difference_uses_the_rounded_quantities(self):
+        kwd = self.setup_other_currency("KWD")
+        self.env.ref("product.decimal_price").digits = 3
+        sub = self._compute_subscription(
+            kwd, {"pricing_model": "per_unit", "price_unit": 5.6, "included_quantity": 1}
+        )
+        self._events(sub, [4.233, 4.233])
+        february = self._invoice(sub, date(2026, 2, 1))
+        billed = _round(
+            (_round(Decimal("8.466"), self.uom_digits) - 1) * Decimal("5.6"), 3
+        )  # 7.47 × 5.6 = 41.832
+        self.assertAgrees(self._usage_line(february), billed, 3)
+        self._events(sub, [0.011], day="2026-01-20", now=datetime(2026, 2, 10))
+        march = self._invoice(sub, date(2026, 3, 1))
+        late = self._usage_line(march)
+        january = _round(
+            (_round(Decimal("8.477"), self.uom_digits) - 1) * Decimal("5.6"), 3
+        )  # 7.48 × 5.6 = 41.888
+        self.assertIn(f"7.48 × 5.6 = {january}, minus {billed} already invoiced", late.name)
+        self.assertAgrees(late, january - billed, 3)  # 0.056
+        # January, invoiced twice, is billed what the rule gives for all its usage.
+        total = Decimal(repr(self._usage_line(february).price_subtotal)) + Decimal(
+            repr(late.price_subtotal)
+        )
+        self.assertEqual(total, january)
+
+    def test_usage_billed_at_a_change_and_on_the_final_invoice(self):
+        kwd = self.setup_other_currency("KWD")
+        self.env.ref("product.decimal_price").digits = 3
+        small, big = self._create_plan(name="Small"), self._create_plan(name="Big")
+        self.env["flex.price"].create(
+            [
+                {
+                    "plan_id": plan.id,
+                    "product_id": self.product_seat.id,
+                    "currency_id": kwd.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": 10.0,
+                }
+                for plan in (small, big)
+            ]
+            + [
+                {
+                    "plan_id": big.id,
+                    "product_id": self.compute.id,
+                    "currency_id": kwd.id,
+                    "date_start": date(2025, 1, 1),
+                    "price_unit": 1.5,
+                }
+            ]
+        )
+        sub = self._compute_subscription(
+            kwd,
+            {"pricing_model": "per_unit", "price_unit": 2.345},
+            plan=small,
+            lines=[(self.product_seat, 1, None, 0.0)],
+        )
+        self._invoice(sub, date(2026, 1, 1))
+        self._events(sub, [1.2345], day="2026-01-05")
+        self._events(sub, [2.0051], day="2026-01-20", now=datetime(2026, 1, 25))
+        change = self.env["flex.subscription.change"].with_context(flex_today=date(2026, 1, 15))
+        change = change.create(
+            {"subscription_id": sub.id, "change_type": "plan", "new_plan_id": big.id}
+        )
+        change.action_confirm()
+        split = sub.invoice_ids.filtered(lambda m: m.flex_billing_kind == "usage_split")
+        line = self._usage_line(split)
+        quantity = _round(Decimal("1.2345"), self.uom_digits)  # 1.23
+        amount = _round(quantity * Decimal("2.345"), 3)  # 2.88435 -> 2.884
+        self.assertEqual((line.quantity, line.price_unit), (float(quantity), 2.345))
+        self.assertAgrees(line, amount, 3)
+        sub.with_context(flex_today=date(2026, 1, 25)).action_close_now(
+            reason=self.env.ref("subscription_flex.close_reason_too_expensive")
+        )
+        final = sub.invoice_ids.filtered(lambda m: m.flex_billing_kind == "usage_final")
+        line = self._usage_line(final)
+        quantity = _round(Decimal("2.0051"), self.uom_digits)  # 2.01
+        amount = _round(quantity * Decimal("1.5"), 3)  # 3.015
+        self.assertEqual((line.quantity, line.price_unit), (float(quantity), 1.5))
+        self.assertAgrees(line, amount, 3)
