@@ -119,6 +119,13 @@ if [ -d tests ] && [ -n "$(find tests -name 'test_*.py' -print -quit)" ]; then
     paths+=(tests)
 fi
 [ "${#paths[@]}" -gt 0 ] || flex_die "no test directory: expected <addon>/tests or tests/"
+# Test files or directories named on the command line replace the default paths.
+for arg in "$@"; do
+    case "$arg" in
+        -*) ;;
+        *) if [ -e "${arg%%::*}" ]; then paths=(); break; fi ;;
+    esac
+done
 step "pytest ${paths[*]}"
 "$PYTHON" -m pytest -p no:cacheprovider \
     --odoo-config="$config" --odoo-database="$db" --odoo-log-level=warn --odoo-http \
