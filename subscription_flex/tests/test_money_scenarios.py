@@ -615,8 +615,8 @@ class TestMoneyScenarios(FlexCommon):
                             differ(
                                 "a day of a pause billed", {"line": line, "pause": (pause, resume)}
                             )
-        except Difference:
-            pass
+        except Difference as difference:  # recorded by differ(): the scenario stops here
+            _logger.debug("money scenario %s: %s", seed, difference)
         except Exception as error:  # noqa: BLE001 - reported with the seed like a difference
             _logger.info("money scenario %s failed", seed, exc_info=True)
             differences.append((f"error {type(error).__name__}", str(error)[:300]))
