@@ -16,3 +16,4 @@ from . import test_cron_lanes
 from . import test_sale
 from . import test_sale_payment
 from . import test_money_rules
+from . import test_money_scenarios
