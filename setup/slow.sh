@@ -31,7 +31,7 @@ FLEX_LINT=0 FLEX_PACKAGING=0 FLEX_SKIP_DEPS=1 \
 money_base="${FLEX_MONEY_SEED_BASE:-$(( (RANDOM << 15) | RANDOM ))}"
 echo "== slow 3/3: money scenarios, ${FLEX_MONEY_SCENARIOS:-300} from seed $money_base"
 FLEX_LINT=0 FLEX_PACKAGING=0 FLEX_SKIP_DEPS=1 \
-    FLEX_MONEY_SCENARIOS="${FLEX_MONEY_SCENARIOS:-300}" FLEX_MONEY_SEED_BASE="$money_base" \
+    FLEX_MONEY_SCENARIOS="${FLEX_MONEY_SCENARIOS:-300}" FLEX_MONEY_SEED_BASE="$money_base" FLEX_ALL_TAGS=1 \
     bash "$here/test.sh" -k TestMoneyScenarios --durations=0 "$@" || status=1
 
 [ "$status" = 0 ] || echo "ERROR: a slow test failed (see above)" >&2

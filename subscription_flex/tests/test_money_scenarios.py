@@ -71,7 +71,7 @@ class Difference(Exception):
     pass
 
 
-@tagged("post_install", "-at_install")
+@tagged("post_install", "-at_install", "-standard", "money_scenarios")
 class TestMoneyScenarios(FlexCommon):
     @classmethod
     def setUpClass(cls):
