@@ -74,18 +74,24 @@ class TestMoneyRules(ChangeCommon):
 
     # ----------------------------------------------------------- section 1
 
+    def _kwd_arrears_sub(self):
+        """KWD, monthly in arrears from 10 Nov 2025, 22 seats at 0.218 less 40 %; and the
+        plan at 37.5 it switches to."""
+        old_plan = self._versioned_plan("Basic", 0.218, self.kwd, invoicing_timing="arrears")
+        new_plan = self._versioned_plan("Premium", 37.5, self.kwd, invoicing_timing="arrears")
+        sub = self._sub(
+            plan=old_plan,
+            start=date(2025, 11, 10),
+            currency_id=self.kwd.id,
+            lines=[(self.product_seat, 22, None, 40.0)],
+        )
+        return sub, new_plan
+
     def test_arrears_plan_switch_same_seats_bills_the_new_terms_for_their_days(self):
         """KWD, monthly in arrears, 22 seats at 0.218 less 40 %; switch on 9 Dec to a plan
         at 37.5, same seats: 29 days at the old terms, 1 day at the new ones."""
         kwd = self.kwd
-        old_plan = self._versioned_plan("Basic", 0.218, kwd, invoicing_timing="arrears")
-        new_plan = self._versioned_plan("Premium", 37.5, kwd, invoicing_timing="arrears")
-        sub = self._sub(
-            plan=old_plan,
-            start=date(2025, 11, 10),
-            currency_id=kwd.id,
-            lines=[(self.product_seat, 22, None, 40.0)],
-        )
+        sub, new_plan = self._kwd_arrears_sub()
         change, preview = self._change(
             sub, date(2025, 12, 9), change_type="plan", new_plan_id=new_plan.id
         )
@@ -137,14 +143,7 @@ class TestMoneyRules(ChangeCommon):
     def test_arrears_plan_switch_invoice_now_button(self):
         """The same switch as the first test, the period then billed with Invoice Now."""
         kwd = self.kwd
-        old_plan = self._versioned_plan("Basic", 0.218, kwd, invoicing_timing="arrears")
-        new_plan = self._versioned_plan("Premium", 37.5, kwd, invoicing_timing="arrears")
-        sub = self._sub(
-            plan=old_plan,
-            start=date(2025, 11, 10),
-            currency_id=kwd.id,
-            lines=[(self.product_seat, 22, None, 40.0)],
-        )
+        sub, new_plan = self._kwd_arrears_sub()
         self._change(sub, date(2025, 12, 9), change_type="plan", new_plan_id=new_plan.id)
         sub.with_context(flex_today=date(2025, 12, 10)).action_create_invoices()
         period = self._recurring_invoices(sub)
